@@ -1,0 +1,5 @@
+import sys
+
+from medloss.cli import main
+
+sys.exit(main())

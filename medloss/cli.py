@@ -1,0 +1,46 @@
+"""The ``medloss`` command.
+
+Subcommands are registered in :data:`SUBCOMMANDS`; each module exposes ``add_arguments(parser)`` and
+``main(args) -> int`` so that heavy imports (torch, nnU-Net) happen only when that subcommand runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+from medloss import __version__
+
+# name -> (module, one-line help)
+SUBCOMMANDS = {
+    "example": ("medloss.quickstart", "run every loss and transform on generated data and print the results"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medloss",
+        description="Segmentation losses, soft labels and topology/fairness metrics for MONAI and nnU-Net v2.",
+    )
+    parser.add_argument("--version", action="version", version=f"medloss {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(sp)
+        sp.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return int(importlib.import_module(args._module).main(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Scoring folders of NIfTI predictions against ground truth."""
