@@ -16,6 +16,8 @@ from medloss import __version__
 # name -> (module, one-line help)
 SUBCOMMANDS = {
     "example": ("medloss.quickstart", "run every loss and transform on generated data and print the results"),
+    "evaluate": ("medloss.evaluation.cli", "score a folder of predicted label volumes against references"),
+    "nnunet": ("medloss.nnunet.cli", "nnU-Net v2 trainers: path for nnUNet_extTrainer, train, predict"),
 }
 
 

@@ -1,0 +1,51 @@
+"""``medloss nnunet``: where the trainers live, and nnU-Net's train/predict commands with them registered."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+ACTIONS = {
+    "path": "print the folder to export as nnUNet_extTrainer",
+    "train": "nnUNetv2_train with medloss trainers registered (takes exactly nnUNetv2_train's arguments)",
+    "predict": "nnUNetv2_predict with medloss trainers registered (takes exactly nnUNetv2_predict's arguments)",
+    "trainers": "list the medloss trainer names",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=list(ACTIONS), help="; ".join(f"{k}: {v}" for k, v in ACTIONS.items()))
+    parser.add_argument("nnunet_args", nargs=argparse.REMAINDER, help="arguments passed on to nnU-Net unchanged")
+
+
+def _require_nnunet() -> None:
+    try:
+        import nnunetv2  # noqa: F401
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise SystemExit(f"nnU-Net v2 is not installed ({err}); install it with: pip install \"medloss[nnunet]\"")
+
+
+def main(args: argparse.Namespace) -> int:
+    from medloss.nnunet import EXT_TRAINER_DIR, register_ext_trainers
+
+    if args.action == "path":
+        print(EXT_TRAINER_DIR)
+        return 0
+    _require_nnunet()
+    if args.action == "trainers":
+        from medloss.nnunet import trainers
+
+        print("\n".join(trainers.__all__))
+        return 0
+    register_ext_trainers()
+    if args.action == "train":
+        from nnunetv2.run.run_training import run_training_entry as entry
+
+        prog = "nnUNetv2_train"
+    else:
+        from nnunetv2.inference.predict_from_raw_data import predict_entry_point as entry
+
+        prog = "nnUNetv2_predict"
+    sys.argv = [prog, *args.nnunet_args]
+    entry()
+    return 0

@@ -1,0 +1,207 @@
+"""medloss evaluate: agreement with nnU-Net's evaluator and MONAI's distances, conventions and bad input."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from medloss.evaluation import evaluate_folder
+from medloss.evaluation.case_metrics import surface_metrics
+
+SPACING_ZYX = (2.0, 0.8, 0.8)
+
+
+def write(path, array, spacing_zyx=SPACING_ZYX, direction=None, dtype=np.uint8):
+    img = sitk.GetImageFromArray(np.asarray(array).astype(dtype))
+    img.SetSpacing(tuple(float(s) for s in spacing_zyx[::-1]))
+    if direction is not None:
+        img.SetDirection(direction)
+    sitk.WriteImage(img, str(path))
+
+
+def blob_case(rng, shape=(12, 24, 24)):
+    """Two labels: a random smooth blob (1) and a bar (2)."""
+    from scipy.ndimage import gaussian_filter
+
+    lab = np.zeros(shape, np.uint8)
+    lab[gaussian_filter(rng.standard_normal(shape), 2.0) > 0.15] = 1
+    z, y = rng.integers(2, shape[0] - 3), rng.integers(3, shape[1] - 4)
+    lab[z:z + 2, y:y + 2, 3:-3] = 2
+    return lab
+
+
+@pytest.fixture
+def folders(tmp_path):
+    rng = np.random.default_rng(0)
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    gt.mkdir(), pred.mkdir()
+    for i in range(4):
+        ref = blob_case(rng)
+        noisy = ref.copy()
+        flip = rng.random(ref.shape) < 0.03
+        noisy[flip] = rng.integers(0, 3, flip.sum())
+        if i == 3:
+            noisy[noisy == 2] = 0  # a case where label 2 is missed entirely
+        write(gt / f"case_{i:03d}.nii.gz", ref)
+        write(pred / f"case_{i:03d}.nii.gz", noisy)
+    return pred, gt
+
+
+def test_dice_iou_agree_with_nnunet_evaluator(folders, tmp_path):
+    nnunet_eval = pytest.importorskip("nnunetv2.evaluation.evaluate_predictions")
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    pred, gt = folders
+    ours = evaluate_folder(str(pred), str(gt), labels=[1, 2], output_file=str(tmp_path / "ours.json"),
+                           metrics=["Dice", "IoU"], progress=False)
+    theirs = nnunet_eval.compute_metrics_on_folder(str(gt), str(pred), str(tmp_path / "nnunet.json"), SimpleITKIO(),
+                                                   ".nii.gz", [1, 2], None, 1, chill=False)
+    for key in ("1", "2"):
+        for metric in ("Dice", "IoU", "TP", "FP", "FN", "TN", "n_pred", "n_ref"):
+            assert ours["mean"][key][metric] == pytest.approx(theirs["mean"][int(key)][metric], rel=1e-12)
+    assert ours["foreground_mean"]["Dice"] == pytest.approx(theirs["foreground_mean"]["Dice"], rel=1e-12)
+    # same top-level layout and key stringification as nnU-Net's summary.json
+    saved = json.loads((tmp_path / "ours.json").read_text())
+    assert {"foreground_mean", "mean", "metric_per_case"} <= set(saved)
+    assert set(saved["metric_per_case"][0]) == {"metrics", "prediction_file", "reference_file"}
+    assert (tmp_path / "metrics_per_case.csv").read_text().count("\n") == 1 + 4 * 2
+
+
+def test_surface_metrics_agree_with_monai():
+    from monai.metrics import compute_hausdorff_distance, compute_surface_dice
+
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        ref = blob_case(rng) == 1
+        pred = np.roll(ref, 1, axis=2) | (rng.random(ref.shape) < 0.01)
+        ours = surface_metrics(pred, ref, SPACING_ZYX, nsd_tolerance=1.5)
+        p = np.stack([~pred, pred])[None].astype(np.float32)
+        r = np.stack([~ref, ref])[None].astype(np.float32)
+        import torch
+
+        hd = compute_hausdorff_distance(torch.as_tensor(p), torch.as_tensor(r), percentile=95, spacing=SPACING_ZYX)
+        nsd = compute_surface_dice(torch.as_tensor(p), torch.as_tensor(r), [1.5], spacing=SPACING_ZYX)
+        assert ours["HD95"] == pytest.approx(float(hd[0, 0]), rel=1e-5)
+        assert ours["NSD"] == pytest.approx(float(nsd[0, 0]), rel=1e-5)
+
+
+def test_surface_metrics_hand_computed_and_empty_conventions():
+    ref = np.zeros((1, 10, 10), bool)
+    ref[0, 2:5, 2:5] = True
+    shifted = np.roll(ref, 3, axis=2)  # every surface voxel is exactly 3 voxels (1.5 mm) away
+    m = surface_metrics(shifted, ref, (1.0, 1.0, 0.5), nsd_tolerance=1.5)
+    assert m["HD95"] == pytest.approx(1.5) and m["NSD"] == pytest.approx(1.0)
+    assert surface_metrics(shifted, ref, (1.0, 1.0, 0.5), nsd_tolerance=1.4)["NSD"] < 1.0
+    empty = np.zeros_like(ref)
+    both = surface_metrics(empty, empty, (1, 1, 1))
+    assert math.isnan(both["HD95"]) and math.isnan(both["NSD"])
+    one = surface_metrics(empty, ref, (1, 1, 1))
+    assert one["NSD"] == 0.0 and one["HD95"] == pytest.approx(np.sqrt(1 + 100 + 100))
+
+
+def test_topology_metrics_per_case(tmp_path):
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    gt.mkdir(), pred.mkdir()
+    ref = np.zeros((8, 16, 16), np.uint8)
+    ref[3:5, 7:9, 2:14] = 1  # a bar
+    broken = ref.copy()
+    broken[:, :, 8] = 0  # cut in two: one extra component
+    write(gt / "a.nii.gz", ref)
+    write(pred / "a.nii.gz", broken)
+    summary = evaluate_folder(str(pred), str(gt), progress=False, metrics=["Dice", "clDice", "Betti", "BettiMatching"])
+    m = summary["metric_per_case"][0]["metrics"]["1"]
+    assert m["BNE0"] == 1 and m["BNE"] == 1 and m["BME0"] == 1
+    assert 0 < m["clDice"] < 1
+
+
+def test_groups_give_per_group_means_and_equity_scaling(folders, tmp_path):
+    pred, gt = folders
+    groups = tmp_path / "groups.csv"
+    groups.write_text("case,group\ncase_000,0\ncase_001,0\ncase_002,1\ncase_003,1\n")
+    s = evaluate_folder(str(pred), str(gt), labels=[1, 2], metrics=["Dice", "IoU"], groups=str(groups),
+                        progress=False)
+    g = s["medloss"]["groups"]["2"]["Dice"]
+    per_case = [c["metrics"]["2"]["Dice"] for c in s["metric_per_case"]]
+    overall = np.mean(per_case)
+    m0, m1 = np.mean(per_case[:2]), np.mean(per_case[2:])
+    assert g["per_group_mean"] == {"0": pytest.approx(m0), "1": pytest.approx(m1)}
+    assert g["equity_scaled"] == pytest.approx(overall / (1 + abs(overall - m0) + abs(overall - m1)))
+    groups.write_text("case,group\ncase_000,0\n")
+    with pytest.raises(ValueError, match="no group"):
+        evaluate_folder(str(pred), str(gt), groups=str(groups), progress=False)
+
+
+def test_missing_and_extra_cases(folders, tmp_path):
+    pred, gt = folders
+    (pred / "case_003.nii.gz").unlink()
+    with pytest.raises(ValueError, match="without a prediction"):
+        evaluate_folder(str(pred), str(gt), progress=False)
+    assert not (pred / "summary.json").exists()  # no partial summary
+    s = evaluate_folder(str(pred), str(gt), chill=True, metrics=["Dice"], progress=False)
+    assert s["medloss"]["missing_predictions"] == ["case_003"] and len(s["metric_per_case"]) == 3
+    write(pred / "stray.nii.gz", np.zeros((12, 24, 24)))
+    with pytest.raises(ValueError, match="without a reference"):
+        evaluate_folder(str(pred), str(gt), chill=True, progress=False)
+
+
+@pytest.mark.parametrize("problem", ["shape", "spacing", "direction"])
+def test_geometry_mismatch_is_an_error(folders, problem):
+    pred, gt = folders
+    ref = sitk.GetArrayFromImage(sitk.ReadImage(str(gt / "case_001.nii.gz")))
+    if problem == "shape":
+        write(pred / "case_001.nii.gz", ref[:, :-1])
+    elif problem == "spacing":
+        write(pred / "case_001.nii.gz", ref, spacing_zyx=(2.0, 0.8, 0.9))
+    else:
+        write(pred / "case_001.nii.gz", ref, direction=(-1, 0, 0, 0, 1, 0, 0, 0, 1))
+    with pytest.raises(ValueError, match=problem if problem != "direction" else "orientation"):
+        evaluate_folder(str(pred), str(gt), metrics=["Dice"], progress=False)
+    assert not (pred / "summary.json").exists()
+
+
+def test_bad_label_values_and_unreadable_files(folders):
+    pred, gt = folders
+    ref = sitk.GetArrayFromImage(sitk.ReadImage(str(gt / "case_000.nii.gz")))
+    write(pred / "case_000.nii.gz", ref.astype(np.float32) + 0.5, dtype=np.float32)
+    with pytest.raises(ValueError, match="integer"):
+        evaluate_folder(str(pred), str(gt), metrics=["Dice"], progress=False)
+    bad = ref.copy()
+    bad[0, 0, 0] = 7
+    write(pred / "case_000.nii.gz", bad)
+    with pytest.raises(ValueError, match=r"outside the declared labels"):
+        evaluate_folder(str(pred), str(gt), labels=[1, 2], metrics=["Dice"], progress=False)
+    (pred / "case_000.nii.gz").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="cannot read"):
+        evaluate_folder(str(pred), str(gt), metrics=["Dice"], progress=False)
+
+
+def test_ignore_label_excluded_like_nnunet(tmp_path):
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    gt.mkdir(), pred.mkdir()
+    ref = np.zeros((4, 8, 8), np.uint8)
+    ref[:, :4] = 1
+    ref[:, 6:] = 3  # ignore
+    p = np.zeros_like(ref)
+    p[:, :4] = 1
+    p[:, 6:] = 1  # predicted foreground on ignored voxels does not count
+    write(gt / "x.nii.gz", ref)
+    write(pred / "x.nii.gz", p)
+    s = evaluate_folder(str(pred), str(gt), labels=[1], ignore_label=3, metrics=["Dice"], progress=False)
+    assert s["mean"]["1"]["Dice"] == 1.0 and s["mean"]["1"]["FP"] == 0
+
+
+def test_cli_parallel_workers(folders, tmp_path):
+    pred, gt = folders
+    out = subprocess.run([sys.executable, "-m", "medloss", "evaluate", str(pred), str(gt), "-l", "1", "2", "-np", "2",
+                          "--metrics", "Dice", "HD95", "--quiet", "-o", str(tmp_path / "s.json")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["Dice"] > 0.5
+    bad = subprocess.run([sys.executable, "-m", "medloss", "evaluate", str(pred), str(tmp_path / "nope")],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "folder not found" in bad.stderr
