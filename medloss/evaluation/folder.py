@@ -177,6 +177,7 @@ def _group_summary(results, key_names, group_of, alpha) -> dict:
             per_group = {str(g): _mean(values[groups == g]) for g in sorted(set(groups.tolist())) if g >= 0}
             out[k][metric] = {
                 "per_group_mean": per_group,
-                "equity_scaled": float(equity_scaled_metric(np.nan_to_num(values, nan=0.0), groups, alpha=alpha)),
+                # cases where both masks are empty (NaN, nnU-Net's convention) are left out, as in the means
+                "equity_scaled": float(equity_scaled_metric(values, groups, alpha=alpha)),
             }
     return out

@@ -28,7 +28,8 @@ __all__ = [
 
 def check_finite(tensor: torch.Tensor, name: str) -> None:
     """Raise ``ValueError`` if ``tensor`` holds NaN or Inf."""
-    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+    # the sum is non-finite iff some element is (or the sum overflows): one cheap reduction in the common case
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor.sum())) and not bool(torch.isfinite(tensor).all()):
         n_bad = int((~torch.isfinite(tensor)).sum())
         raise ValueError(f"{name} contains {n_bad} NaN/Inf value(s); expected finite values.")
 

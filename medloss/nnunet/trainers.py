@@ -189,7 +189,7 @@ class nnUNetTrainerMedlossJaccard(nnUNetTrainerMedloss):
     """
 
     medloss_defaults = {"weight": 0.75, "warmup_fraction": 0.0, "ce_weight": 0.25}
-    medloss_ignore_kwarg = "mask"
+    medloss_ignore_kwarg = "keep_mask"
     region_base = "bce"
 
     def _metric_loss(self, **activation):

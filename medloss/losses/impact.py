@@ -1,0 +1,726 @@
+"""IMPACT semantic feature loss and the IMPACT-Synth content + style loss.
+
+IMPACT compares two images through the intermediate layers of a frozen, pretrained segmentation network exported to
+TorchScript: ``IMPACT(x, y) = sum_l w_l * d(F_l(x), F_l(y))``. Paper: V. Boussot et al., "IMPACT: A Generic Semantic
+Loss for Multimodal Medical Image Registration", 2025, https://arxiv.org/abs/2503.24121 ; code and extractors:
+https://github.com/vboussot/ImpactLoss , https://huggingface.co/VBoussot/impact-torchscript-models .
+
+Offline by design: this module never downloads anything and holds no network code. A model is a local TorchScript
+file, a bare name looked up in local folders only, or an ``nn.Module``.
+
+Extractor contract (what a TorchScript file must satisfy)
+---------------------------------------------------------
+``forward(image, nb_layers, stats, direction) -> List[Tensor]``, later arguments optional (the loss reads the forward
+schema and passes 1, 2, 3 or 4 arguments):
+
+- ``image``: ``(N, C_in, H, W)`` (2D model) or ``(N, C_in, D, H, W)`` (3D model) in **raw intensities** (HU, native
+  MR values); the model normalises itself.
+- ``nb_layers``: 1-element int64 tensor; the model returns its first ``nb_layers`` feature maps, shallow to deep. The
+  loss passes ``len(weights)``.
+- ``stats``: flat ``[min, max, mean, std]`` (unbiased std) of the **whole image**; a model uses it when it has 4
+  elements and otherwise falls back to the statistics of the tensor it received (use ``numel()``, not shape ops).
+- ``direction``: 3x3 int16 direction matrix for 3D models, 2x2 identity for 2D ones.
+- returns a list (or tuple) of ``(N, C_l, *spatial_l)`` maps; every weighted layer must be differentiable.
+
+Bring your own extractor (recipe)::
+
+    from typing import List
+    import torch
+
+    class MyExtractor(torch.nn.Module):
+        def __init__(self, backbone_stages):          # e.g. the encoder stages of a trained 3D U-Net
+            super().__init__()
+            self.stages = torch.nn.ModuleList(backbone_stages)
+
+        def forward(self, x: torch.Tensor, nb_layers: torch.Tensor = torch.tensor([1]),
+                    stats: torch.Tensor = torch.tensor([]),
+                    direction: torch.Tensor = torch.tensor([])) -> List[torch.Tensor]:
+            n = int(nb_layers.flatten()[0].item())
+            if stats.numel() == 4:                      # whole-image statistics: tiles normalised alike
+                x = (x - stats[2]) / stats[3]           # the normalisation the backbone was trained with
+            else:
+                x = (x - x.mean()) / x.std()
+            out: List[torch.Tensor] = []
+            for i, stage in enumerate(self.stages):
+                x = stage(x)
+                out.append(x)
+                if i + 1 == n:
+                    break
+            return out
+
+    torch.jit.script(MyExtractor(stages).eval()).save("my_extractor.pt")
+    loss = IMPACTLoss("my_extractor.pt", weights=[0.0, 1.0], spatial_dims=3)
+
+A plain ``forward(x) -> List[Tensor]`` (e.g. a traced network, which ignores ``nb_layers``) works too; it must then
+return exactly ``len(weights)`` maps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import inspect
+import os
+import warnings
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+from medloss.losses.utils import check_finite, check_same_shape, check_spatial_input, reduce
+
+__all__ = ["IMPACTLoss", "IMPACTSynthLoss", "feature_distance", "resolve_model_path", "DISTANCES", "MODEL_DIR_ENV",
+           "HF_MODELS_REPO"]
+
+#: Environment variable naming a folder of extractors; a bare model name such as ``"TS/M730.pt"`` is looked up there.
+MODEL_DIR_ENV = "MEDLOSS_IMPACT_MODEL_DIR"
+#: The Hugging Face repository of the published IMPACT extractors (only used in messages; nothing is downloaded).
+HF_MODELS_REPO = "VBoussot/impact-torchscript-models"
+
+#: Canonical names of the per-layer distances (matching is case-insensitive).
+DISTANCES = ("L1", "L2", "Cosine", "L1Cosine", "Dice", "NCC", "LNCC", "Gram", "DotProduct")
+_SIMILARITIES = {"Cosine", "L1Cosine", "Dice", "NCC", "LNCC", "DotProduct"}
+_KONFAI_EPS = 1e-6  # added to the norm product (Cosine, L1Cosine) and to the NCC denominator, as konfai >= 1.8
+_L1COSINE_LAMBDA = 0.1
+_LNCC_VARIANCE_FLOOR = 1e-5
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# per-layer distances on (n, C, *spatial) feature maps; each returns one value per item n
+# ------------------------------------------------------------------------------------------------------------------
+def _safe_div(num: torch.Tensor, den: torch.Tensor, eps: float) -> torch.Tensor:
+    # eps == 0 (itk convention) divides exactly; the clamp only keeps 0/0 finite
+    return num / (den + eps) if eps > 0 else num / den.clamp_min(torch.finfo(den.dtype).tiny)
+
+
+def _cosine_map(f: torch.Tensor, m: torch.Tensor, eps: float) -> torch.Tensor:
+    """Cosine of the channel vectors at every point, ``(n, 1, *spatial)``."""
+    norms = f.norm(2, 1, keepdim=True) * m.norm(2, 1, keepdim=True)
+    return _safe_div((f * m).sum(1, keepdim=True), norms, eps)
+
+
+def _similarity(name: str, f: torch.Tensor, m: torch.Tensor, eps: float, kernel: int) -> torch.Tensor:
+    if name == "Cosine":
+        return _cosine_map(f, m, eps).flatten(1).mean(1)
+    if name == "L1Cosine":
+        return (_cosine_map(f, m, eps) * torch.exp(-_L1COSINE_LAMBDA * (f - m).abs())).flatten(1).mean(1)
+    if name == "Dice":
+        # soft Dice of the raw activations per point; a point with a zero sum counts as a match
+        inter, union = (f * m).sum(1), (f + m).sum(1)
+        empty = union == 0
+        dice = torch.where(empty, torch.ones_like(union), 2 * inter / torch.where(empty, torch.ones_like(union), union))
+        return dice.flatten(1).mean(1)
+    if name == "DotProduct":
+        return (f * m).sum(1).flatten(1).mean(1)
+    if name == "NCC":
+        # Pearson correlation of each channel over all points of the item (global, not local), mean over channels
+        fc = f.flatten(2) - f.flatten(2).mean(2, keepdim=True)
+        mc = m.flatten(2) - m.flatten(2).mean(2, keepdim=True)
+        den = ((fc * fc).sum(2) * (mc * mc).sum(2)).sqrt()
+        return _safe_div((fc * mc).sum(2), den, eps).mean(1)
+    if name == "LNCC":
+        # squared local correlation in a box window, per channel; the window is clipped at the border (mean over
+        # the voxels inside), which also serves maps smaller than the window (deep layers)
+        pool = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[f.dim() - 2]
+        pad = [kernel // 2] * (2 * (f.dim() - 2))
+        count = pool(F.pad(torch.ones_like(f[:1, :1]), pad), kernel, stride=1)
+
+        def mean(t: torch.Tensor) -> torch.Tensor:
+            return pool(F.pad(t, pad), kernel, stride=1) / count
+
+        mf, mm = mean(f), mean(m)
+        cov = mean(f * m) - mf * mm
+        vf = (mean(f * f) - mf * mf).clamp_min(_LNCC_VARIANCE_FLOOR)
+        vm = (mean(m * m) - mm * mm).clamp_min(_LNCC_VARIANCE_FLOOR)
+        return (cov * cov / (vf * vm)).flatten(1).mean(1)
+    raise AssertionError(name)  # pragma: no cover - names are validated in __init__
+
+
+def _gram(f: torch.Tensor) -> torch.Tensor:
+    x = f.flatten(2)
+    return x @ x.transpose(1, 2) / (x.shape[1] * x.shape[2])
+
+
+def feature_distance(
+    name: str, f: torch.Tensor, m: torch.Tensor, convention: str = "konfai", kernel: int = 5
+) -> torch.Tensor:
+    """One IMPACT distance between feature maps ``f`` and ``m`` of shape ``(n, C, *spatial)``, one value per item.
+
+    ``convention="konfai"`` (konfai >= 1.8): 0 at a perfect match; similarities are reported as ``1 - s`` with
+    ``eps = 1e-6`` in the Cosine / L1Cosine / NCC denominators. ``convention="itk"`` (itk-impact / elastix
+    ``ImpactLoss.h``): similarities are reported as ``-s`` with no eps (-1 at a perfect match for Cosine / NCC).
+    L1, L2 (means over channels and points) and Gram (``sum |G(f) - G(m)|``, ``G = F F^T / (C N)``) are distances
+    in both conventions. ``DotProduct`` (``-mean_points sum_c f m``) exists only in the itk convention; LNCC only in
+    konfai (its itk value here is ``-mean cc^2``, a medloss extension).
+    """
+    if name == "L1":
+        return (f - m).abs().flatten(1).mean(1)
+    if name == "L2":
+        return (f - m).pow(2).flatten(1).mean(1)
+    if name == "Gram":
+        return (_gram(f) - _gram(m)).abs().flatten(1).sum(1)
+    eps = _KONFAI_EPS if convention == "konfai" else 0.0
+    s = _similarity(name, f, m, eps, kernel)
+    return 1.0 - s if convention == "konfai" else -s
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# loading the extractor (local only)
+# ------------------------------------------------------------------------------------------------------------------
+def _candidate_paths(name: str) -> List[Path]:
+    """Where a model name is looked up, in order: as given, ``$MEDLOSS_IMPACT_MODEL_DIR/name``, the local
+    Hugging Face cache snapshots of ``VBoussot/impact-torchscript-models`` (read only, never fetched)."""
+    out = [Path(name).expanduser()]
+    env = os.environ.get(MODEL_DIR_ENV)
+    out.append(Path(env).expanduser() / name if env else Path(f"${MODEL_DIR_ENV} (not set)"))
+    hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface")), "hub"
+    )
+    repo_dir = Path(hub) / ("models--" + HF_MODELS_REPO.replace("/", "--")) / "snapshots"
+    out.append(repo_dir / "*" / name)
+    return out
+
+
+def resolve_model_path(name: Union[str, os.PathLike]) -> Path:
+    """Find a local extractor file or raise ``FileNotFoundError`` naming every place searched and the fixes."""
+    name = os.fspath(name)
+    searched = []
+    for cand in _candidate_paths(name):
+        searched.append(str(cand))
+        if "*" in cand.name or "*" in str(cand.parent):
+            hits = sorted(glob.glob(str(cand)))
+            if hits:
+                return Path(hits[-1])
+        elif cand.is_file():
+            return cand
+    where = "\n  ".join(searched)
+    raise FileNotFoundError(
+        f"IMPACT extractor {name!r} not found (medloss never downloads models). Searched:\n  {where}\n"
+        f"Fix: pass the path of a local TorchScript file, or set {MODEL_DIR_ENV} to a folder holding it, or download "
+        f"it on a connected machine, e.g. `huggingface-cli download {HF_MODELS_REPO} {name}` (Hugging Face repo "
+        f"{HF_MODELS_REPO}), and copy it here. Any TorchScript file following the IMPACT model contract works "
+        "(see the medloss.losses.impact module docstring for an export recipe)."
+    )
+
+
+def _jit_load(path: Path, device: torch.device) -> torch.nn.Module:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated in recent torch
+            return torch.jit.load(str(path), map_location=device)
+    except Exception as err:  # noqa: BLE001 - torch raises several types for a non-TorchScript file
+        raise ValueError(
+            f"{str(path)!r} is not a loadable TorchScript archive ({type(err).__name__}: {str(err).splitlines()[0]}). "
+            "Expected a file written by torch.jit.save(torch.jit.script(model)); for a state_dict or a pickled "
+            "module, build the nn.Module yourself and pass it as `model`."
+        ) from err
+
+
+def _count_forward_args(module: torch.nn.Module) -> int:
+    """How many of (image, nb_layers, stats, direction) the extractor takes, read from its forward schema."""
+    schema = getattr(module.forward, "schema", None)
+    if schema is not None:
+        n = len([a for a in schema.arguments if a.name != "self"])
+    else:
+        params = inspect.signature(module.forward).parameters.values()
+        if any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in params):
+            return 4
+        n = len([p for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                                   inspect.Parameter.POSITIONAL_OR_KEYWORD)])
+    if n < 1:
+        raise ValueError("the IMPACT extractor's forward takes no image argument; expected forward(image, ...).")
+    return min(n, 4)
+
+
+@contextlib.contextmanager
+def _no_texpr_fuser() -> Iterator[None]:
+    # the TensorExpr fuser can abort on shape ops of IMPACT models run repeatedly under autograd (konfai does the same)
+    getter = getattr(torch._C, "_jit_texpr_fuser_enabled", None)
+    setter = getattr(torch._C, "_jit_set_texpr_fuser_enabled", None)
+    if getter is None or setter is None:
+        yield
+        return
+    previous = getter()
+    setter(False)
+    try:
+        yield
+    finally:
+        setter(previous)
+
+
+class _Extractor(torch.nn.Module):
+    """A frozen extractor, moved lazily to the input's device (a file is re-mapped there: traced constants do not
+    follow ``.to()``) and kept in eval mode whatever the parent's mode."""
+
+    def __init__(self, model: Union[str, os.PathLike, torch.nn.Module]) -> None:
+        super().__init__()
+        if isinstance(model, torch.nn.Module):
+            self.path: Optional[Path] = None
+            net = model
+        elif isinstance(model, (str, os.PathLike)):
+            self.path = resolve_model_path(model)
+            net = _jit_load(self.path, torch.device("cpu"))
+        else:
+            raise ValueError(
+                f"model must be a path to a TorchScript file or a torch.nn.Module, got {type(model).__name__}."
+            )
+        self._mapped = torch.device("cpu")
+        self.net = self._freeze(net)
+        self.n_args = _count_forward_args(self.net)
+
+    @staticmethod
+    def _freeze(net: torch.nn.Module) -> torch.nn.Module:
+        for p in net.parameters():  # a ScriptModule refuses requires_grad_(), its parameters do not
+            p.requires_grad_(False)
+        return net.eval()
+
+    def train(self, mode: bool = True) -> "_Extractor":
+        super().train(mode)
+        self.net.eval()
+        return self
+
+    @property
+    def dtype(self) -> Optional[torch.dtype]:
+        for t in list(self.net.parameters()) + list(self.net.buffers()):
+            if t.is_floating_point():
+                return t.dtype
+        return None
+
+    def place(self, device: torch.device) -> None:
+        tensors = list(self.net.parameters()) + list(self.net.buffers())
+        moved = any(t.device != device for t in tensors)
+        if self.path is not None and (device != self._mapped or moved):
+            dtype = self.dtype
+            net = _jit_load(self.path, device)
+            self.net = self._freeze(net.to(dtype) if dtype is not None else net)
+            self._mapped = device
+        elif moved:
+            self.net.to(device)
+
+    def forward(self, image: torch.Tensor, nb_layers: torch.Tensor, stats: torch.Tensor,
+                direction: torch.Tensor) -> List[torch.Tensor]:
+        args = (image, nb_layers, stats, direction)[: self.n_args]
+        with _no_texpr_fuser():
+            out = self.net(*args)
+        if not isinstance(out, (list, tuple)) or not all(isinstance(o, torch.Tensor) for o in out):
+            raise ValueError(
+                f"the IMPACT extractor must return a list of feature tensors, got {type(out).__name__}; "
+                "wrap a single map as [features]."
+            )
+        return list(out)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the loss
+# ------------------------------------------------------------------------------------------------------------------
+def _canonical_distance(name: str) -> str:
+    if not isinstance(name, str):
+        raise ValueError(f"distance must be a string, got {type(name).__name__}.")
+    table = {d.lower(): d for d in DISTANCES}
+    key = name.replace("-", "").replace("_", "").lower()
+    if key not in table:
+        raise ValueError(f"unknown IMPACT distance {name!r}; expected one of {', '.join(DISTANCES)}.")
+    return table[key]
+
+
+def _image_stats(x: torch.Tensor) -> torch.Tensor:
+    """``(B, 4)`` per-sample ``[min, max, mean, std]`` (unbiased std) of the whole image, all channels, detached."""
+    flat = x.detach().flatten(1)
+    return torch.stack([flat.min(1).values, flat.max(1).values, flat.mean(1), flat.std(1)], dim=1)
+
+
+def _check_stats(stats: Union[torch.Tensor, Sequence[float]], batch: int, name: str,
+                 like: torch.Tensor) -> torch.Tensor:
+    s = torch.as_tensor(stats).detach().to(device=like.device, dtype=like.dtype)
+    if s.dim() == 1:
+        s = s.unsqueeze(0).expand(batch, -1)
+    if s.dim() != 2 or s.shape != (batch, 4):
+        raise ValueError(
+            f"{name} must be [min, max, mean, std] of shape (4,) or (B, 4) = ({batch}, 4), got shape "
+            f"{tuple(torch.as_tensor(stats).shape)}."
+        )
+    check_finite(s, name)
+    return s
+
+
+class IMPACTLoss(torch.nn.Module):
+    """IMPACT semantic feature loss: weighted per-layer distances between the features of a frozen extractor.
+
+    Boussot V. et al., "IMPACT: A Generic Semantic Loss for Multimodal Medical Image Registration", 2025,
+    https://arxiv.org/abs/2503.24121 (code: https://github.com/vboussot/ImpactLoss).
+
+    ``loss_b = sum_l w_l * d_l(F_l(input_b), F_l(target_b))`` for every sample ``b``, layers with ``w_l = 0`` skipped,
+    then ``reduction`` over the batch. Each sample goes through the extractor on its own with its whole-image
+    ``[min, max, mean, std]`` (models honour the statistics of one image only); the statistics are constants (no
+    gradient through them). Gradients flow to ``input`` (and to ``target`` if it requires grad); the extractor is
+    frozen (``requires_grad=False``, eval mode, kept in eval mode by ``.train()``) and moved to the input's device on
+    first use. Input is cast to the extractor's dtype (half precision is computed in float32); call ``.double()`` on
+    the loss to run a float64 copy of the extractor.
+
+    A 2D extractor (``spatial_dims=2``) on a 3D volume ``(B, C, D, H, W)`` sweeps the slices along the first spatial
+    axis with the **whole-volume** statistics (konfai / itk-impact behaviour; ImpactLoss ``IMPACT.py`` recomputes
+    them per slice) and averages the per-slice distances.
+
+    Args:
+        model: local TorchScript file (``str``/``Path``), a bare name looked up in ``$MEDLOSS_IMPACT_MODEL_DIR`` and
+            the local Hugging Face cache of ``VBoussot/impact-torchscript-models`` (never downloaded), or an
+            ``nn.Module`` following the contract in the module docstring (frozen in place).
+        weights: one weight per extractor output layer (``nb_layers = len(weights)``); 0 skips a layer. At least one
+            weight must be non-zero.
+        distance: ``"L1"`` (default, as ImpactLoss), ``"L2"``, ``"Cosine"``, ``"L1Cosine"``, ``"Dice"``, ``"NCC"``,
+            ``"LNCC"``, ``"Gram"`` (style term) or ``"DotProduct"`` (itk convention only); or one name per layer.
+        in_channels: channels the extractor expects; a 1-channel image is repeated to it (3 for SAM/DINO/VGG).
+        spatial_dims: dimensionality of the extractor (2 or 3).
+        shape: optional spatial size the image (each slice for a 2D sweep) is resized to (bilinear/trilinear,
+            ``align_corners=False``) before the extractor; statistics are taken before resizing.
+        stats_from: statistics given to the extractor: ``"own"`` (each image its own, ImpactLoss/konfai default),
+            ``"target"`` (both images normalised with the target's; for synthesis outputs) or ``"none"`` (an empty
+            tensor: the model normalises with the statistics of the tensor it receives).
+        convention: ``"konfai"`` (0 at a perfect match: ``1 - similarity``, eps 1e-6) or ``"itk"`` (itk-impact /
+            elastix sign: ``-similarity``, no eps). L1/L2/Gram are identical in both.
+        lncc_kernel: odd window size of ``"LNCC"``.
+        direction: 3x3 direction matrix handed to 3D extractors (rounded to int16); default identity. 2D extractors
+            get a 2x2 identity.
+        sweep_batch: slices per extractor call in a 2D sweep.
+        probe_shape: spatial size of the construction-time probe (default ``shape`` or 32 per axis); ``()`` skips it.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (``(B,)`` per-sample losses).
+
+    Raises:
+        FileNotFoundError: the model file cannot be found (message lists the folders searched and how to get it).
+        ValueError: bad arguments; the probe finds an output that is not a list, a number of outputs different
+            from ``len(weights)``, or a weighted layer without gradient (e.g. an argmax segmentation head).
+
+    Shapes:
+        ``forward(input, target, stats=None)``: ``input``/``target`` ``(B, C, H, W[, D])`` raw intensities with
+        ``C == 1`` or ``C == in_channels``; optional ``stats`` ``(4,)`` or ``(B, 4)`` whole-image
+        ``[min, max, mean, std]`` used for both images (e.g. for patches of a larger image), overriding
+        ``stats_from``. Returns a scalar, or ``(B,)`` with ``reduction="none"``.
+    """
+
+    def __init__(
+        self,
+        model: Union[str, os.PathLike, torch.nn.Module],
+        weights: Sequence[float] = (1.0,),
+        distance: Union[str, Sequence[str]] = "L1",
+        in_channels: int = 1,
+        spatial_dims: int = 3,
+        shape: Optional[Sequence[int]] = None,
+        stats_from: str = "own",
+        convention: str = "konfai",
+        lncc_kernel: int = 5,
+        direction: Optional[Sequence[Sequence[float]]] = None,
+        sweep_batch: int = 32,
+        probe_shape: Optional[Sequence[int]] = None,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        weights = [float(w) for w in (weights if isinstance(weights, (list, tuple)) else list(weights))]
+        if not weights:
+            raise ValueError("weights must hold one weight per extractor layer, got an empty list.")
+        if not all(torch.isfinite(torch.tensor(weights))):
+            raise ValueError(f"weights must be finite, got {weights}.")
+        if all(w == 0 for w in weights):
+            raise ValueError(f"all layer weights are 0 ({weights}): the loss would be constant; weigh >= 1 layer.")
+        self.weights = weights
+        names = [distance] * len(weights) if isinstance(distance, str) else list(distance)
+        if len(names) != len(weights):
+            raise ValueError(f"got {len(names)} distances for {len(weights)} layer weights; give one or one per layer.")
+        self.distances = [_canonical_distance(n) for n in names]
+        if convention not in ("konfai", "itk"):
+            raise ValueError(f"convention must be 'konfai' or 'itk', got {convention!r}.")
+        if convention == "konfai" and "DotProduct" in self.distances:
+            raise ValueError("distance 'DotProduct' has no 0-at-match form; use convention='itk'.")
+        self.convention = convention
+        if int(lncc_kernel) < 1 or int(lncc_kernel) % 2 == 0:
+            raise ValueError(f"lncc_kernel must be a positive odd integer, got {lncc_kernel}.")
+        self.lncc_kernel = int(lncc_kernel)
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims (of the extractor) must be 2 or 3, got {spatial_dims}.")
+        self.spatial_dims = int(spatial_dims)
+        if int(in_channels) < 1:
+            raise ValueError(f"in_channels must be >= 1, got {in_channels}.")
+        self.in_channels = int(in_channels)
+        if shape is not None:
+            shape = tuple(int(s) for s in shape)
+            if len(shape) != spatial_dims or min(shape) < 1:
+                raise ValueError(f"shape must give {spatial_dims} positive sizes (the extractor's), got {shape}.")
+        self.shape = shape
+        if stats_from not in ("own", "target", "none"):
+            raise ValueError(f"stats_from must be 'own', 'target' or 'none', got {stats_from!r}.")
+        self.stats_from = stats_from
+        if int(sweep_batch) < 1:
+            raise ValueError(f"sweep_batch must be >= 1, got {sweep_batch}.")
+        self.sweep_batch = int(sweep_batch)
+        if direction is None:
+            direction_t = torch.eye(spatial_dims, dtype=torch.int16)
+        else:
+            direction_t = torch.as_tensor(direction, dtype=torch.float64).round().to(torch.int16)
+            if direction_t.shape != (spatial_dims, spatial_dims):
+                raise ValueError(f"direction must be {spatial_dims}x{spatial_dims}, got {tuple(direction_t.shape)}.")
+        self.register_buffer("direction", direction_t, persistent=False)
+        self.reduction = reduction
+        reduce(torch.zeros(1), reduction)  # validates the reduction name early
+        self.extractor = model if isinstance(model, _Extractor) else _Extractor(model)
+        probe = self.shape if probe_shape is None else tuple(int(s) for s in probe_shape)
+        if probe is None:
+            probe = (32,) * self.spatial_dims
+        if len(probe) > 0:
+            self._probe(tuple(probe))
+
+    # -- construction-time check -------------------------------------------------------------------------------
+    def _probe(self, size: Tuple[int, ...]) -> None:
+        if len(size) != self.spatial_dims:
+            raise ValueError(f"probe_shape must give {self.spatial_dims} sizes, got {size}.")
+        dtype = self.extractor.dtype or torch.float32
+        n = 1
+        for s in size:
+            n *= s
+        x = torch.linspace(0.0, 1.0, n * self.in_channels, dtype=dtype).reshape(1, self.in_channels, *size)
+        x.requires_grad_(True)
+        try:
+            with torch.enable_grad():
+                out = self.extractor(x, self._nb_layers(x.device), _image_stats(x)[0], self.direction)
+        except ValueError:
+            raise
+        except Exception as err:  # noqa: BLE001 - report any failure of the user's network clearly
+            raise ValueError(
+                f"the IMPACT extractor failed on a probe input of shape {tuple(x.shape)} "
+                f"({type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}). Check "
+                "in_channels / spatial_dims, or pass probe_shape (or shape) with a size the model accepts."
+            ) from err
+        if len(out) != len(self.weights):
+            raise ValueError(
+                f"the IMPACT extractor returned {len(out)} feature map(s) for nb_layers={len(self.weights)}, but "
+                f"{len(self.weights)} layer weight(s) were given ({self.weights}); give exactly one weight per "
+                "returned layer (0 to skip a layer)."
+            )
+        dead = [i for i, (w, o) in enumerate(zip(self.weights, out)) if w != 0 and not o.requires_grad]
+        if dead:
+            raise ValueError(
+                f"weighted extractor layer(s) {dead} carry no gradient (e.g. an argmax/one-hot segmentation head); "
+                "set their weight to 0 and weigh feature layers instead."
+            )
+
+    def _nb_layers(self, device: torch.device) -> torch.Tensor:
+        return torch.tensor([len(self.weights)], dtype=torch.int64, device=device)
+
+    # -- forward ------------------------------------------------------------------------------------------------
+    def _check_inputs(self, input: torch.Tensor, target: torch.Tensor) -> None:
+        check_spatial_input(input, "input", (2, 3))
+        check_spatial_input(target, "target", (2, 3))
+        check_same_shape(input, target)
+        if not input.is_floating_point():
+            raise ValueError(f"input must be a floating-point image, got dtype {input.dtype}.")
+        check_finite(input, "input")
+        check_finite(target, "target")
+        if input.ndim - 2 < self.spatial_dims:
+            raise ValueError(
+                f"a {self.spatial_dims}D extractor needs (B, C, D, H, W) images, got shape {tuple(input.shape)}."
+            )
+        c = input.shape[1]
+        if c not in (1, self.in_channels):
+            raise ValueError(
+                f"input has {c} channels; the extractor takes in_channels={self.in_channels} (a 1-channel image is "
+                "repeated to it)."
+            )
+
+    def _model_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``(1, C, *spatial)`` sample -> ``(n, in_channels, *model_spatial)`` extractor batch."""
+        if x.ndim - 2 > self.spatial_dims:  # 2D extractor on a 3D volume: slices of the first spatial axis
+            x = x[0].movedim(1, 0)
+        if x.shape[1] != self.in_channels:
+            x = x.repeat(1, self.in_channels, *([1] * (x.ndim - 2)))
+        if self.shape is not None and tuple(x.shape[2:]) != self.shape:
+            x = F.interpolate(x, size=self.shape, mode="bilinear" if x.ndim == 4 else "trilinear", align_corners=False)
+        return x
+
+    def _features(self, x: torch.Tensor, stats: Optional[torch.Tensor]) -> List[torch.Tensor]:
+        nb = self._nb_layers(x.device)
+        s = x.new_zeros(0) if stats is None else stats
+        direction = self.direction.to(x.device)
+        chunks = x.split(self.sweep_batch) if x.shape[0] > 1 else (x,)
+        outs = [self.extractor(c, nb, s, direction) for c in chunks]
+        for out in outs:
+            if len(out) != len(self.weights):
+                raise ValueError(
+                    f"the IMPACT extractor returned {len(out)} feature map(s) but {len(self.weights)} layer "
+                    "weight(s) were given; give exactly one weight per returned layer."
+                )
+        if len(outs) == 1:
+            return outs[0]
+        return [torch.cat([o[i] for o in outs]) for i in range(len(self.weights))]
+
+    def _per_sample(self, input: torch.Tensor, target: torch.Tensor, stats_in: Optional[torch.Tensor],
+                    stats_tg: Optional[torch.Tensor]) -> torch.Tensor:
+        """``(B,)`` losses; ``stats_*`` are ``(B, 4)`` or ``None`` (no statistics passed)."""
+        losses = []
+        for b in range(input.shape[0]):
+            fx = self._features(self._model_input(input[b: b + 1]), None if stats_in is None else stats_in[b])
+            fy = self._features(self._model_input(target[b: b + 1]), None if stats_tg is None else stats_tg[b])
+            total = input.new_zeros(())
+            for i, (w, name) in enumerate(zip(self.weights, self.distances)):
+                if w == 0:
+                    continue
+                if fx[i].shape != fy[i].shape:
+                    raise ValueError(f"layer {i} feature shapes differ: {tuple(fx[i].shape)} vs {tuple(fy[i].shape)}.")
+                d = feature_distance(name, fx[i], fy[i], self.convention, self.lncc_kernel)
+                total = total + w * d.mean()  # mean over the slices of a 2D sweep (one item otherwise)
+            losses.append(total)
+        return torch.stack(losses)
+
+    def _cast(self, *xs: torch.Tensor) -> List[torch.Tensor]:
+        self.extractor.place(xs[0].device)
+        dtype = self.extractor.dtype
+        if dtype is None:
+            dtype = torch.float32 if xs[0].dtype in (torch.float16, torch.bfloat16) else xs[0].dtype
+        return [x.to(dtype) for x in xs]
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor,
+                stats: Optional[Union[torch.Tensor, Sequence[float]]] = None) -> torch.Tensor:
+        """IMPACT loss of ``input`` against ``target`` (both ``(B, C, H, W[, D])``, raw intensities)."""
+        self._check_inputs(input, target)
+        input, target = self._cast(input, target)
+        if stats is not None:
+            s_in = s_tg = _check_stats(stats, input.shape[0], "stats", input)
+        elif self.stats_from == "own":
+            s_in, s_tg = _image_stats(input), _image_stats(target)
+        elif self.stats_from == "target":
+            s_in = s_tg = _image_stats(target)
+        else:
+            s_in = s_tg = None
+        return reduce(self._per_sample(input, target, s_in, s_tg), self.reduction)
+
+    def extra_repr(self) -> str:
+        src = self.extractor.path if self.extractor.path is not None else type(self.extractor.net).__name__
+        return (f"model={str(src)!r}, weights={self.weights}, distance={self.distances}, in_channels="
+                f"{self.in_channels}, spatial_dims={self.spatial_dims}, stats_from={self.stats_from!r}, "
+                f"convention={self.convention!r}")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# IMPACT-Synth
+# ------------------------------------------------------------------------------------------------------------------
+_NORMALIZATIONS = ("minmax", "zscore", "none")
+
+
+def _denormalize(t: torch.Tensor, stats: torch.Tensor, mode: str) -> torch.Tensor:
+    """Back to raw intensities with per-sample ``[min, max, mean, std]`` ``(B, 4)``."""
+    if mode == "none":
+        return t
+    view = (-1,) + (1,) * (t.ndim - 1)
+    if mode == "minmax":  # konfai Normalize to [-1, 1]
+        lo, hi = stats[:, 0].view(view), stats[:, 1].view(view)
+        return (t + 1) / 2 * (hi - lo) + lo
+    return t * stats[:, 3].view(view) + stats[:, 2].view(view)  # konfai Standardize
+
+
+class IMPACTSynthLoss(torch.nn.Module):
+    """IMPACT-Synth perceptual loss for image synthesis: a feature content term plus a Gram style term.
+
+    Boussot V. et al., IMPACT (2025, https://arxiv.org/abs/2503.24121) and IMPACT-Synth (KonfAI,
+    https://github.com/vboussot/KonfAI); defined as konfai 1.8.7 ``IMPACTSynth``:
+
+    - content: ``sum_l wc_l * MSE(Fc_l(y_hat), Fc_l(content))`` (e.g. CT, content extractor);
+    - style: ``sum_l ws_l * sum |G(Fs_l(y_hat)) - G(Fs_l(style))|``, ``G(F) = F F^T / (C N)`` per sample (e.g. MR);
+    - per sample ``(content + style) / 2``, then ``reduction`` over the batch.
+
+    Network outputs and targets live in a normalised space: every image is first mapped back to raw intensities with
+    its branch's per-sample statistics (``content_stats`` / ``style_stats``, the dataset attributes konfai reads), and
+    those statistics are also handed to the extractor for both images of the branch. As in konfai, the prediction is
+    de-normalised with the **content** statistics in the content branch and with the **style** statistics in the style
+    branch. Deviation: konfai divides the summed terms by the number of scored passes (slices + volumes); here each
+    term is averaged over its own slices first, which is the same unless one extractor is 2D and the other 3D.
+
+    Args:
+        content_model: content extractor (path / name / module, see :class:`IMPACTLoss`).
+        style_model: style extractor; ``None`` reuses the content extractor.
+        content_weights: per-layer content weights (konfai default ``(0, 0, 1)``).
+        style_weights: per-layer style weights (konfai default ``(1, 1, 1)``).
+        content_in_channels, style_in_channels: extractor input channels (1-channel images are repeated).
+        content_spatial_dims, style_spatial_dims: extractor dimensionality (style default: the content's).
+        content_shape, style_shape: optional resize before each extractor.
+        content_normalization: how the content target was normalised: ``"minmax"`` (to [-1, 1] from the raw
+            min/max, konfai ``Normalize``), ``"zscore"`` (konfai ``Standardize``) or ``"none"`` (raw already).
+        style_normalization: same for the style target (default ``"zscore"``).
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+
+    Raises:
+        ValueError: bad arguments or statistics, a de-normalisation without statistics, probe failures.
+        FileNotFoundError: a model file cannot be found.
+
+    Shapes:
+        ``forward(input, content_target, style_target, content_stats=None, style_stats=None)``: all images
+        ``(B, C, H, W[, D])`` of the same shape; stats ``(4,)`` or ``(B, 4)`` raw ``[min, max, mean, std]``
+        (required unless that branch's normalization is ``"none"``; then computed from the raw target).
+        Returns a scalar or ``(B,)``.
+    """
+
+    def __init__(
+        self,
+        content_model: Union[str, os.PathLike, torch.nn.Module],
+        style_model: Optional[Union[str, os.PathLike, torch.nn.Module]] = None,
+        content_weights: Sequence[float] = (0.0, 0.0, 1.0),
+        style_weights: Sequence[float] = (1.0, 1.0, 1.0),
+        content_in_channels: int = 1,
+        style_in_channels: int = 1,
+        content_spatial_dims: int = 3,
+        style_spatial_dims: Optional[int] = None,
+        content_shape: Optional[Sequence[int]] = None,
+        style_shape: Optional[Sequence[int]] = None,
+        content_normalization: str = "minmax",
+        style_normalization: str = "zscore",
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        for name, mode in (("content_normalization", content_normalization),
+                           ("style_normalization", style_normalization)):
+            if mode not in _NORMALIZATIONS:
+                raise ValueError(f"{name} must be one of {_NORMALIZATIONS}, got {mode!r}.")
+        self.content_normalization, self.style_normalization = content_normalization, style_normalization
+        reduce(torch.zeros(1), reduction)
+        self.reduction = reduction
+        content_ex = _Extractor(content_model) if not isinstance(content_model, _Extractor) else content_model
+        style_ex = content_ex if style_model is None else style_model
+        self.content = IMPACTLoss(content_ex, weights=content_weights, distance="L2", in_channels=content_in_channels,
+                                  spatial_dims=content_spatial_dims, shape=content_shape, stats_from="target",
+                                  reduction="none")
+        self.style = IMPACTLoss(style_ex, weights=style_weights, distance="Gram", in_channels=style_in_channels,
+                                spatial_dims=content_spatial_dims if style_spatial_dims is None else style_spatial_dims,
+                                shape=style_shape, stats_from="target", reduction="none")
+
+    def _branch(self, loss: IMPACTLoss, input: torch.Tensor, target: torch.Tensor,
+                stats: Optional[Union[torch.Tensor, Sequence[float]]], mode: str, name: str) -> torch.Tensor:
+        loss._check_inputs(input, target)
+        input, target = loss._cast(input, target)
+        if stats is None:
+            if mode != "none":
+                raise ValueError(
+                    f"{name} is needed to map the {mode}-normalised images back to raw intensities; pass the raw "
+                    f"[min, max, mean, std] of the {name.split('_')[0]} image, or set {name.split('_')[0]}"
+                    "_normalization='none' for raw inputs."
+                )
+            s = _image_stats(target)
+        else:
+            s = _check_stats(stats, input.shape[0], name, input)
+            if mode == "minmax" and bool((s[:, 1] <= s[:, 0]).any()):
+                raise ValueError(f"{name}: max must exceed min for minmax de-normalisation, got {s.tolist()}.")
+        return loss._per_sample(_denormalize(input, s, mode), _denormalize(target, s, mode), s, s)
+
+    def components(self, input: torch.Tensor, content_target: torch.Tensor, style_target: torch.Tensor,
+                   content_stats: Optional[Union[torch.Tensor, Sequence[float]]] = None,
+                   style_stats: Optional[Union[torch.Tensor, Sequence[float]]] = None) -> Dict[str, torch.Tensor]:
+        """Per-sample ``{"content": (B,), "style": (B,)}`` terms (unreduced, before the division by 2)."""
+        self.content._check_inputs(input, content_target)
+        self.style._check_inputs(input, style_target)
+        content = self._branch(self.content, input, content_target, content_stats, self.content_normalization,
+                               "content_stats")
+        style = self._branch(self.style, input, style_target, style_stats, self.style_normalization, "style_stats")
+        return {"content": content, "style": style}
+
+    def forward(self, input: torch.Tensor, content_target: torch.Tensor, style_target: torch.Tensor,
+                content_stats: Optional[Union[torch.Tensor, Sequence[float]]] = None,
+                style_stats: Optional[Union[torch.Tensor, Sequence[float]]] = None) -> torch.Tensor:
+        """IMPACT-Synth loss of ``input`` (normalised prediction) against the content and style targets."""
+        terms = self.components(input, content_target, style_target, content_stats, style_stats)
+        return reduce((terms["content"] + terms["style"]) / 2, self.reduction)
