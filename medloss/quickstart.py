@@ -24,7 +24,7 @@ def _cases(size: int, seed: int, device: str) -> List[Tuple[str, Callable, tuple
     import torch
 
     from medloss import losses
-    from medloss.synthetic import rater_masks, vessel_phantom
+    from medloss.synthetic import rater_masks, vessel_image, vessel_phantom
     from medloss.transforms import LabelMIPd, SAUNATransform
 
     gen = torch.Generator().manual_seed(seed)
@@ -49,6 +49,24 @@ def _cases(size: int, seed: int, device: str) -> List[Tuple[str, Callable, tuple
                                                    for _ in range(4)], 1))
     groups = torch.tensor([0, 1], device=device)
 
+    # IMPACT needs a frozen feature extractor; a real one is a TorchScript file of a pretrained network, here two
+    # random 3D convolutions stand in (the loss only requires a module returning a list of feature maps)
+    torch.manual_seed(seed)
+    conv1, conv2 = torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.Conv3d(4, 8, 3, padding=1, stride=2)
+
+    class Extractor(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2 = conv1, conv2
+
+        def forward(self, x):
+            f1 = torch.relu(self.conv1(x))
+            return [f1, torch.relu(self.conv2(f1))]
+
+    image = torch.as_tensor(vessel_image(label_np, seed=seed))[None, None].to(device)
+    degraded = lambda sigma: image + sigma * torch.randn(image.shape, generator=gen).to(device)  # noqa: E731
+    impact = losses.IMPACTLoss(Extractor(), weights=(1.0, 1.0), spatial_dims=3).to(device)
+
     return [
         ("JaccardMetricLoss (soft labels)", losses.JaccardMetricLoss(softmax=True, to_onehot_y=True),
          (two_ch(good), target_map), (two_ch(poor), target_map)),
@@ -64,6 +82,7 @@ def _cases(size: int, seed: int, device: str) -> List[Tuple[str, Callable, tuple
          (samples(poor), raters)),
         ("EnergyDistanceLoss (PULASki)", losses.EnergyDistanceLoss(), (samples(good), raters),
          (samples(poor), raters)),
+        ("IMPACTLoss (image synthesis)", impact, (degraded(0.05), image), (degraded(0.5), image)),
     ]
 
 

@@ -161,18 +161,21 @@ class nnUNetTrainerMedlossMIP(nnUNetTrainerMedloss):
 
     SPOCKMIP combines a voxel Focal Tversky loss (0.7) with the MIP loss (0.3); in nnU-Net the voxel term is
     nnU-Net's Dice+CE, and the MIP term is added with ``weight`` (default 0.3/0.7 = 0.43, the paper's ratio).
-    ``axes`` are tensor axes of the ``(B, C, X, Y, Z)`` patch (0 = first spatial axis after nnU-Net's
-    ``transpose_forward``); default is the last spatial axis, SPOCKMIP's single-axis setting.
+    ``axes`` are spatial axes of the ``(B, C, *spatial)`` patch. nnU-Net's readers return arrays in SimpleITK's
+    ``(z, y, x)`` order, so the default ``[0]`` is the slice axis: SPOCKMIP's single-axis (axial MIP) setting for
+    data whose plans keep ``transpose_forward = [0, 1, 2]``; check your plans when the spacing is anisotropic.
     """
 
-    medloss_defaults = {"weight": 0.3 / 0.7, "warmup_fraction": 0.0, "axes": [-1], "axis_reduction": "sum"}
+    medloss_defaults = {"weight": 0.3 / 0.7, "warmup_fraction": 0.0, "axes": [0], "axis_reduction": "sum"}
     medloss_full_resolution_only = True
 
     def build_medloss_loss(self, **activation):
         from medloss.losses import MIPLoss
 
         axes = [int(a) for a in self.medloss["axes"]]
-        return MIPLoss(**activation, axes=axes, axis_reduction=self.medloss["axis_reduction"])
+        # the MIP term alone: nnU-Net's Dice+CE already is the voxel term
+        return MIPLoss(**activation, axes=axes, axis_reduction=self.medloss["axis_reduction"], voxel_weight=0.0,
+                       mip_weight=1.0)
 
 
 class nnUNetTrainerMedlossMIPMultiAxis(nnUNetTrainerMedlossMIP):
@@ -292,3 +295,14 @@ for _cls in _METHOD_TRAINERS:
 globals().update(_variants)
 
 __all__ = ["nnUNetTrainerMedloss"] + [c.__name__ for c in _METHOD_TRAINERS] + sorted(_variants)
+
+# methods whose trainers need more than a loss swap (group files, multi-rater data, an extractor) live in their own
+# modules; they import this one, hence the imports at the end
+from medloss.nnunet.trainers_fairness import __all__ as _fair_all  # noqa: E402
+from medloss.nnunet.trainers_fairness import *  # noqa: E402,F401,F403
+from medloss.nnunet.trainers_impact import __all__ as _impact_all  # noqa: E402
+from medloss.nnunet.trainers_impact import *  # noqa: E402,F401,F403
+from medloss.nnunet.trainers_pulaski import __all__ as _pulaski_all  # noqa: E402
+from medloss.nnunet.trainers_pulaski import *  # noqa: E402,F401,F403
+
+__all__ += [n for n in (*_fair_all, *_impact_all, *_pulaski_all) if n.startswith("nnUNetTrainer")]

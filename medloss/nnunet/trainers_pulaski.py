@@ -1,0 +1,491 @@
+"""nnU-Net v2 trainer for PULASki: nnU-Net's network as a probabilistic U-Net trained against several raters.
+
+Multi-rater dataset layout
+--------------------------
+A normal nnU-Net raw dataset plus one label folder per rater, same file names and grid as ``labelsTr``::
+
+    DatasetXXX_Name/
+        dataset.json
+        imagesTr/<case>_0000.nii.gz
+        labelsTr/<case>.nii.gz              reference segmentation (majority vote, or any one rater)
+        labelsTr_rater1/<case>.nii.gz       rater 1
+        labelsTr_rater2/<case>.nii.gz       rater 2
+        ...                                 (raters numbered 1..R; every case needs a file from every rater)
+
+(With an explicit ``"dataset"`` list in ``dataset.json``, a case entry may instead give ``"raters": [path, ...]``.)
+The reference in ``labelsTr`` is what nnU-Net plans from, what its final validation scores against and what the
+auxiliary low-resolution deep-supervision heads are trained on; the PULASki term sees only the raters.
+
+Preprocessing (after the usual ``nnUNetv2_plan_and_preprocess``): :func:`preprocess_raters` runs nnU-Net's own
+preprocessor on every training case with the reference and the R rater maps stacked as the channels of one
+segmentation, so they are transposed, cropped and resampled exactly like the image, and writes them to a separate
+data folder under a new plans configuration ``<configuration>_raters`` (``data_identifier``
+``<plans>_<configuration>_raters``; the standard preprocessed data is left untouched)::
+
+    from medloss.nnunet.trainers_pulaski import preprocess_raters
+    preprocess_raters(501, "3d_fullres")            # adds configuration "3d_fullres_raters"
+    # nnUNetv2_train 501 3d_fullres_raters 0 -tr nnUNetTrainerMedlossPULASki
+
+nnU-Net's data loader and batchgeneratorsv2 augmentation treat all segmentation channels alike, so every patch
+carries the reference and the raters with identical crops, spatial augmentation and mirroring; foreground
+oversampling uses the foreground of any rater. The trainer splits the target: channel 0 (reference) goes to
+nnU-Net's loss and online Dice, channels 1..R (full resolution) to the PULASki term. On a plain configuration
+(a one-channel target) the trainer runs with R = 1, the reference being the only rater.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from medloss.nnunet.trainers import EPOCH_VARIANTS, _epoch_variant, nnUNetTrainerMedloss
+
+RATER_FOLDER = re.compile(r"^labelsTr_rater(\d+)$")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# multi-rater preprocessing
+# ----------------------------------------------------------------------------------------------------------------
+def find_rater_files(raw_dataset_folder: str, dataset_json: dict) -> Dict[str, Dict[str, Any]]:
+    """``{case: {"images": [...], "label": reference, "raters": [rater 1, ..., rater R]}}`` of a multi-rater dataset.
+
+    Raises:
+        FileNotFoundError: no ``labelsTr_rater<k>`` folder (and no ``"raters"`` entries), or a missing rater file.
+        ValueError: raters not numbered 1..R, or cases with different numbers of raters.
+    """
+    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
+
+    cases = get_filenames_of_train_images_and_targets(raw_dataset_folder, dict(dataset_json))
+    explicit = "dataset" in dataset_json
+    if explicit and all("raters" in dataset_json["dataset"][c] for c in cases):
+        for c in cases:
+            cases[c]["raters"] = [p if os.path.isabs(p) else os.path.join(raw_dataset_folder, p)
+                                  for p in dataset_json["dataset"][c]["raters"]]
+    else:
+        numbers = sorted(int(m.group(1)) for d in os.listdir(raw_dataset_folder)
+                         if (m := RATER_FOLDER.match(d)) and os.path.isdir(os.path.join(raw_dataset_folder, d)))
+        if not numbers:
+            raise FileNotFoundError(
+                f"no rater folders in {raw_dataset_folder}: expected labelsTr_rater1/, labelsTr_rater2/, ... holding "
+                "<case><file_ending> label maps (see medloss.nnunet.trainers_pulaski)."
+            )
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise ValueError(f"rater folders must be numbered labelsTr_rater1..R without gaps, found {numbers}.")
+        ending = dataset_json["file_ending"]
+        for c in cases:
+            cases[c]["raters"] = [os.path.join(raw_dataset_folder, f"labelsTr_rater{k}", c + ending) for k in numbers]
+    counts = {len(v["raters"]) for v in cases.values()}
+    if len(counts) != 1 or 0 in counts:
+        raise ValueError(f"every case needs the same number (>= 1) of rater maps, found {sorted(counts)}.")
+    missing = [p for v in cases.values() for p in v["raters"] if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} rater file(s) missing, e.g. {missing[:5]}.")
+    return cases
+
+
+def preprocess_raters(
+    dataset: Any,
+    configuration: str = "3d_fullres",
+    plans_identifier: str = "nnUNetPlans",
+    output_configuration: Optional[str] = None,
+) -> str:
+    """Preprocess the rater maps of a multi-rater dataset into a new plans configuration; returns its name.
+
+    Needs the plans (``nnUNetv2_plan_and_preprocess`` or ``nnUNetv2_plan_experiment``) and the raw dataset. The new
+    configuration ``output_configuration`` (default ``<configuration>_raters``) inherits ``configuration`` and gets
+    its own ``data_identifier``; every training case is preprocessed by the configuration's preprocessor with the
+    segmentation ``[reference, rater 1, ..., rater R]`` (``(1 + R, *spatial)``) and saved there. The plans entry
+    records ``"medloss": {"num_raters": R}``, which the trainer checks. Its targets have ``1 + R`` channels: only
+    :class:`nnUNetTrainerMedlossPULASki` can train on it (other trainers expect one channel).
+
+    Args:
+        dataset: dataset id or name (``501`` / ``"Dataset501_Name"``).
+        configuration: the configuration whose preprocessing is reproduced (and inherited).
+        plans_identifier: plans file name without ``.json``.
+        output_configuration: name of the new configuration.
+
+    Raises:
+        FileNotFoundError / ValueError: see :func:`find_rater_files`; rater maps whose shape differs from the image
+        or with labels unknown to ``dataset.json``.
+    """
+    from batchgenerators.utilities.file_and_folder_operations import load_json, save_json
+    from nnunetv2 import paths
+    from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params, nnUNetDatasetBlosc2
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    name = maybe_convert_to_dataset_name(dataset)
+    raw_folder = os.path.join(paths.nnUNet_raw, name)
+    pre_folder = os.path.join(paths.nnUNet_preprocessed, name)
+    plans_file = os.path.join(pre_folder, plans_identifier + ".json")
+    plans = load_json(plans_file)
+    if configuration not in plans["configurations"]:
+        raise ValueError(
+            f"{plans_file} has no configuration {configuration!r}; known: {list(plans['configurations'])}.")
+    dataset_json = load_json(os.path.join(raw_folder, "dataset.json"))
+    cases = find_rater_files(raw_folder, dataset_json)
+    num_raters = len(next(iter(cases.values()))["raters"])
+
+    output_configuration = output_configuration or f"{configuration}_raters"
+    plans["configurations"][output_configuration] = {
+        "inherits_from": configuration,
+        "data_identifier": f"{plans_identifier}_{output_configuration}",
+        "medloss": {**plans["configurations"][configuration].get("medloss", {}), "num_raters": num_raters},
+    }
+    plans_manager = PlansManager(plans)
+    cm = plans_manager.get_configuration(output_configuration)
+    labels = set(plans_manager.get_label_manager(dataset_json).all_labels)
+    out_folder = os.path.join(pre_folder, cm.data_identifier)
+    os.makedirs(out_folder, exist_ok=True)
+    preprocessor = cm.preprocessor_class(verbose=False)
+    rw = plans_manager.image_reader_writer_class()
+    for case, files in cases.items():
+        data, properties = rw.read_images(files["images"])
+        maps = [rw.read_seg(files["label"])[0]] + [rw.read_seg(p)[0] for p in files["raters"]]
+        for path, m in zip([files["label"]] + files["raters"], maps):
+            if m.shape[1:] != data.shape[1:]:
+                raise ValueError(f"{path}: shape {m.shape[1:]} differs from the image {data.shape[1:]} of {case}.")
+            unknown = set(np.unique(m).tolist()) - labels
+            if unknown:
+                raise ValueError(f"{path}: labels {sorted(unknown)} are not in dataset.json ({sorted(labels)}).")
+        seg = np.concatenate(maps, axis=0)
+        data, seg, properties = preprocessor.run_case_npy(data, seg, properties, plans_manager, cm, dataset_json)
+        data, seg = data.astype(np.float32, copy=False), seg.astype(np.int16, copy=False)
+        patch = tuple(cm.patch_size)
+        blocks, chunks = comp_blosc2_params(data.shape, patch, data.itemsize)
+        blocks_seg, chunks_seg = comp_blosc2_params(seg.shape, patch, seg.itemsize)
+        nnUNetDatasetBlosc2.save_case(data, seg, properties, os.path.join(out_folder, case), chunks=chunks,
+                                      blocks=blocks, chunks_seg=chunks_seg, blocks_seg=blocks_seg)
+    save_json(plans, plans_file, sort_keys=False)
+    return output_configuration
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the network: nnU-Net's U-Net with a latent injected before the segmentation head
+# ----------------------------------------------------------------------------------------------------------------
+class ProbabilisticNnUNet(nn.Module):
+    """An nnU-Net network turned into a probabilistic U-Net (Kohl et al. 2018) with end-of-network injection.
+
+    A prior encoder (image) and a posterior encoder (image + one-hot rater mask) give a diagonal Gaussian over a
+    ``latent_dim``-dimensional z. The full-resolution decoder features ``f`` (the input of nnU-Net's last 1x1
+    segmentation layer, caught by a forward pre-hook) give the logits of latent sample ``z`` as::
+
+        logits(f, z) = seg_layer(f) + head(act(W_f f + W_z z))        (head: head_layers - 1 1x1 convs, act between)
+
+    so the feature part runs once and only the cheap head runs per sample. The last head layer starts at zero: the
+    untrained wrapper predicts exactly like the plain nnU-Net network, and every parameter receives gradients (DDP).
+
+    ``forward(image)`` returns what nnU-Net expects of its network: with deep supervision, the list of logits with
+    the full-resolution entry replaced by the prediction of the prior mean; without, that single tensor. At
+    inference (``eval()`` and ``prediction="samples"``) the output is instead the log of the mean softmax of
+    ``num_prediction_samples`` prior samples, so that nnU-Net's own decoding turns
+    it into the sample-averaged probabilities. With ``keep_features`` the last ``(image, features, prior)`` is kept
+    in :attr:`cache` for the PULASki loss (set by the trainer).
+    """
+
+    def __init__(self, network: nn.Module, spatial_dims: int, in_channels: int, out_channels: int,
+                 latent_dim: int = 6, head_layers: int = 3, encoder_channels: Sequence[int] = (16, 32, 64, 128),
+                 encoder_strides: Sequence = (2, 2, 2), prediction: str = "mean", num_prediction_samples: int = 8):
+        super().__init__()
+        from monai.networks.layers.factories import Conv
+        from monai.networks.layers.utils import get_act_layer
+
+        from medloss.networks.probabilistic_unet import _GaussianEncoder
+
+        if prediction not in ("mean", "samples"):
+            raise ValueError(f"prediction must be 'mean' or 'samples', got {prediction!r}.")
+        if int(num_prediction_samples) < 1 or int(latent_dim) < 1 or int(head_layers) < 1:
+            raise ValueError(f"num_prediction_samples, latent_dim and head_layers must be >= 1, got "
+                             f"{num_prediction_samples}, {latent_dim}, {head_layers}.")
+        self.net = network
+        self.out_channels, self.latent_dim = int(out_channels), int(latent_dim)
+        self.prediction, self.num_prediction_samples = prediction, int(num_prediction_samples)
+        act = ("LEAKYRELU", {"negative_slope": 0.01})
+        enc = (tuple(encoder_channels), tuple(encoder_strides), self.latent_dim, act, "INSTANCE", 0.0)
+        self.prior_net = _GaussianEncoder(spatial_dims, in_channels, *enc)
+        self.posterior_net = _GaussianEncoder(spatial_dims, in_channels + self.out_channels, *enc)
+        seg_layer = self.net.decoder.seg_layers[-1]
+        f = seg_layer.in_channels
+        conv = Conv[Conv.CONV, spatial_dims]
+        self.head_features = conv(f, f if head_layers > 1 else self.out_channels, kernel_size=1)
+        self.head_latent = nn.Linear(self.latent_dim, self.head_features.out_channels, bias=False)
+        rest: List[nn.Module] = []
+        for i in range(1, int(head_layers)):
+            rest += [get_act_layer(act), conv(f, self.out_channels if i == head_layers - 1 else f, kernel_size=1)]
+        self.head_rest = nn.Sequential(*rest)
+        last = rest[-1] if rest else self.head_features
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        if not rest:
+            nn.init.zeros_(self.head_latent.weight)
+        self.keep_features = False
+        self.cache: Optional[Tuple[torch.Tensor, torch.Tensor, Any]] = None
+        self._features: Optional[torch.Tensor] = None
+        seg_layer.register_forward_pre_hook(self._catch_features)
+
+    def _catch_features(self, module, inputs):
+        self._features = inputs[0]
+
+    @property
+    def decoder(self):
+        """nnU-Net's decoder (``set_deep_supervision_enabled`` switches ``decoder.deep_supervision``)."""
+        return self.net.decoder
+
+    def logits(self, features: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``(B, N, out_channels, *spatial)`` logits for features ``(B, F, *spatial)`` and latents ``(B, N, L)``."""
+        b, n = z.shape[:2]
+        spatial = tuple(features.shape[2:])
+        seg_layer = self.net.decoder.seg_layers[-1]
+        # the layer's own forward would fire the feature hook again
+        base = seg_layer._conv_forward(features, seg_layer.weight, seg_layer.bias).unsqueeze(1)
+        h = self.head_features(features).unsqueeze(1) + self.head_latent(z.to(features.dtype)).reshape(
+            (b, n, -1) + (1,) * len(spatial))
+        h = self.head_rest(h.reshape((b * n, -1) + spatial))
+        return base + h.reshape((b, n) + tuple(h.shape[1:]))
+
+    def forward(self, image: torch.Tensor):
+        out = self.net(image)
+        features, self._features = self._features, None
+        prior = self.prior_net(image)
+        if self.keep_features:
+            self.cache = (image, features, prior)
+        loc = prior.base_dist.loc
+        if not self.training and self.prediction == "samples":
+            noise = torch.randn((loc.shape[0], self.num_prediction_samples, loc.shape[1]), dtype=loc.dtype,
+                                device=loc.device)
+            samples = self.logits(features, loc.unsqueeze(1) + prior.base_dist.scale.unsqueeze(1) * noise).float()
+            full = torch.log(torch.softmax(samples, 2).mean(1).clamp_min(1e-12))
+        else:
+            full = self.logits(features, loc.unsqueeze(1))[:, 0]
+        if isinstance(out, (list, tuple)):
+            return [full] + list(out[1:])
+        return full
+
+
+class _CachedSampler:
+    """Adapter giving :class:`medloss.losses.PULASkiLoss` the model interface, from the wrapper's cached features."""
+
+    def __init__(self, net: ProbabilisticNnUNet):
+        self.net = net
+        self.out_channels = net.out_channels
+
+    def __call__(self, image, rater=None, num_samples=1, generator=None):
+        from torch.distributions import kl_divergence
+
+        from medloss.networks.probabilistic_unet import ProbabilisticUNet, ProbabilisticUNetOutput
+
+        cached_image, features, prior = self.net.cache
+        posterior = self.net.posterior_net(torch.cat([cached_image, rater.to(cached_image.dtype)], dim=1))
+        z = ProbabilisticUNet._rsample(posterior, int(num_samples), generator)
+        return ProbabilisticUNetOutput(self.net.logits(features, z), prior, posterior,
+                                       kl_divergence(posterior, prior))
+
+
+def _unwrap(network: nn.Module) -> ProbabilisticNnUNet:
+    if isinstance(network, DistributedDataParallel):
+        network = network.module
+    return getattr(network, "_orig_mod", network)
+
+
+class PULASkiObjective(nn.Module):
+    """The PULASki trainer's loss, called as nnU-Net calls a loss: ``(output, reference target)``.
+
+    ``weight * PULASki(raters) + ds_weight * sum_{k >= 1} w_k DiceCE(output[k], reference[k])``: the PULASki term
+    (:class:`medloss.losses.PULASkiLoss`: distance between N posterior samples and the R raters + ``kl_weight`` x
+    KL) on the full-resolution head, nnU-Net's Dice+CE with its deep-supervision weights ``w_k`` on the
+    lower-resolution heads. While disabled (warm-up), nnU-Net's full Dice+CE on every head (the full-resolution one
+    at the prior mean) is used instead. The trainer sets :attr:`raters` ``(B, R, *spatial)`` before every step.
+    """
+
+    def __init__(self, base: nn.Module, pulaski: nn.Module, network_getter, weight: float, ds_weight: float):
+        super().__init__()
+        self.base, self.pulaski = base, pulaski
+        self.network_getter = network_getter
+        self.weight, self.ds_weight = float(weight), float(ds_weight)
+        self.raters: Optional[torch.Tensor] = None
+        self.enabled = True
+        self.seconds, self.calls = 0.0, 0
+
+    def forward(self, output, target):
+        from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+
+        if not self.enabled:
+            # warm-up: plain Dice+CE; the idle posterior joins the graph with weight 0 so that DDP sees its gradients
+            posterior = _unwrap(self.network_getter()).posterior_net
+            return self.base(output, target) + 0.0 * sum(p.sum() for p in posterior.parameters())
+        import time
+
+        t0 = time.perf_counter()
+        net = _unwrap(self.network_getter())
+        if net.cache is None or self.raters is None:
+            raise RuntimeError("PULASkiObjective needs the network's cached features and the batch's raters.")
+        image = net.cache[0]
+        raters = self.raters.to(image.device).unsqueeze(2)  # (B, R, 1, *spatial) label maps
+        total = self.weight * self.pulaski(_CachedSampler(net), image, raters)
+        net.cache = None
+        self.seconds += time.perf_counter() - t0
+        self.calls += 1
+        if isinstance(output, (list, tuple)) and isinstance(self.base, DeepSupervisionWrapper) and self.ds_weight:
+            w = self.base.weight_factors
+            aux = sum(w[k] * self.base.loss(output[k], target[k]) for k in range(1, len(output)) if w[k] != 0)
+            total = total + self.ds_weight * aux
+        return total
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the trainer
+# ----------------------------------------------------------------------------------------------------------------
+def _architecture_hyperparameters(configuration_manager) -> Dict[str, Any]:
+    """Network-shaping hyperparameters, resolved as the trainer does (defaults < plans ``medloss`` < env), so that
+    ``build_network_architecture`` (a staticmethod, also used by nnUNetPredictor) builds the trained network."""
+    from medloss.nnunet.trainers import _parse_env
+
+    keys = ("latent_dim", "head_layers", "encoder_levels", "prediction", "num_prediction_samples")
+    defaults = nnUNetTrainerMedlossPULASki.medloss_defaults
+    values = {k: defaults[k] for k in keys}
+    values.update({k: v for k, v in (configuration_manager.configuration.get("medloss") or {}).items() if k in keys})
+    for k in keys:
+        env = f"MEDLOSS_{k.upper()}"
+        if env in os.environ:
+            values[k] = _parse_env(os.environ[env], defaults[k])
+    return values
+
+
+class nnUNetTrainerMedlossPULASki(nnUNetTrainerMedloss):
+    """PULASki (Chatterjee et al., MedIA 2025): nnU-Net's network as a probabilistic U-Net trained on R raters.
+
+    https://arxiv.org/abs/2312.15686 ; probabilistic U-Net: Kohl et al., NeurIPS 2018. The network is
+    :class:`ProbabilisticNnUNet` (nnU-Net's architecture from the plans + prior/posterior encoders + a latent head
+    before the segmentation layer). Every step draws one rater per item, conditions the posterior on it, samples
+    ``num_samples`` segmentations (default N = R) and compares their softmax probabilities with the R raters by the
+    ``distance`` (``"energy"``, PULASki's "Hausdorff" option, or ``"sinkhorn"``), plus ``kl_weight`` x KL; see
+    :class:`PULASkiObjective` for the full loss and the module docstring for the multi-rater data layout and
+    :func:`preprocess_raters`. On a configuration without raters the reference label is the single rater (R = 1).
+
+    Prediction (``nnUNetv2_predict`` and the final validation): ``prediction="mean"`` (default) decodes the
+    prior-mean latent, a single deterministic segmentation; ``"samples"`` averages the probabilities of
+    ``num_prediction_samples`` prior samples (random, so repeated predictions differ slightly). Both are plain
+    nnU-Net logits. Architecture keys (``latent_dim``, ``head_layers``, ``encoder_levels``) must be the same at
+    prediction as in training: put them in the plans ``"medloss"`` entry (copied into the results folder) rather
+    than in environment variables.
+
+    Hyperparameters (``medloss_defaults``; plans ``"medloss"`` entry or ``MEDLOSS_<KEY>``):
+        weight: weight of the PULASki term (1.0). ds_weight: weight of Dice+CE on the low-resolution heads (1.0).
+        distance: ``"energy"`` (default, the anchor's) or ``"sinkhorn"`` (``blur``, ``scaling``).
+        num_samples: N (None: R). kl_weight: None = the anchor's balance: the anchor sums the distance over the
+            V voxels x foreground channels with KL weight 1; distances here are per voxel (``per_voxel=True``, so
+            that the term sits on the scale of Dice+CE), which is the same objective up to a factor with KL weight
+            ``1/sqrt(V)`` (energy) or ``1/V`` (Sinkhorn, squared costs).
+        latent_dim (6, Kohl), head_layers (3, anchor), encoder_levels (4: prior/posterior encoders use nnU-Net's
+            first 4 stages' features and strides), prediction, num_prediction_samples (8), num_raters (None: taken
+            from the data; :func:`preprocess_raters` records it), warmup_fraction.
+
+    Raises:
+        NotImplementedError: region datasets or datasets with an ignore label. ValueError: a target whose number of
+        rater channels differs from ``num_raters``.
+    """
+
+    medloss_defaults = {"weight": 1.0, "warmup_fraction": 0.0, "ds_weight": 1.0, "distance": "energy",
+                        "num_samples": None, "kl_weight": None, "blur": 0.05, "scaling": 0.5, "latent_dim": 6,
+                        "head_layers": 3, "encoder_levels": 4, "prediction": "mean", "num_prediction_samples": 8,
+                        "num_raters": None}
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        lm = self.label_manager
+        if lm.has_regions or lm.has_ignore_label:
+            raise NotImplementedError(
+                "nnUNetTrainerMedlossPULASki supports label datasets without an ignore label: rater maps are label "
+                "maps, and nnU-Net's region conversion keeps only the first segmentation channel."
+            )
+        if self.medloss["distance"] not in ("energy", "sinkhorn"):
+            raise ValueError(f"distance must be 'energy' or 'sinkhorn', got {self.medloss['distance']!r}.")
+
+    @staticmethod
+    def build_network_architecture(plans_manager, configuration_manager, num_input_channels: int,
+                                   num_output_channels: int, enable_deep_supervision: bool = True) -> nn.Module:
+        from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+        net = nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
+                                                       num_output_channels, enable_deep_supervision)
+        hp = _architecture_hyperparameters(configuration_manager)
+        arch = configuration_manager.network_arch_init_kwargs
+        levels = max(2, min(int(hp["encoder_levels"]), len(arch["features_per_stage"])))
+        strides = [tuple(s) if isinstance(s, (list, tuple)) else s for s in arch["strides"][1:levels]]
+        return ProbabilisticNnUNet(net, len(configuration_manager.patch_size), num_input_channels,
+                                   num_output_channels, latent_dim=int(hp["latent_dim"]),
+                                   head_layers=int(hp["head_layers"]),
+                                   encoder_channels=[min(int(c), 128) for c in arch["features_per_stage"][:levels]],
+                                   encoder_strides=strides, prediction=hp["prediction"],
+                                   num_prediction_samples=int(hp["num_prediction_samples"]))
+
+    def _do_i_compile(self):
+        return False  # the wrapper catches features with a hook and keeps them for the loss: no torch.compile
+
+    def initialize(self):
+        super().initialize()
+        _unwrap(self.network).keep_features = True
+
+    def _build_loss(self):
+        from medloss.losses import PULASkiLoss
+
+        base = self.build_base_loss()
+        n_fg = self.label_manager.num_segmentation_heads - 1
+        voxels = n_fg * int(np.prod(self.configuration_manager.patch_size))
+        kl_weight = self.medloss["kl_weight"]
+        if kl_weight is None:
+            kl_weight = 1.0 / (math.sqrt(voxels) if self.medloss["distance"] == "energy" else voxels)
+        self.kl_weight = float(kl_weight)
+        pulaski = PULASkiLoss(include_background=False, to_onehot_y=True, softmax=True,
+                              distance=self.medloss["distance"], kl_weight=self.kl_weight,
+                              num_samples=self.medloss["num_samples"], blur=float(self.medloss["blur"]),
+                              scaling=float(self.medloss["scaling"]), per_voxel=True)
+        self.print_to_log_file(f"medloss PULASki: kl_weight={self.kl_weight:.3g}, distance per voxel "
+                               f"(V={voxels}), prediction={_unwrap(self.network).prediction!r}")
+        self._medloss_loss = PULASkiObjective(base, pulaski, lambda: self.network, self.medloss["weight"],
+                                              self.medloss["ds_weight"])
+        return self._medloss_loss
+
+    def split_target(self, batch: dict) -> dict:
+        """Give the batch's raters to the loss; return the batch with the reference (channel 0) as target."""
+        target = batch["target"]
+        full = target[0] if isinstance(target, list) else target
+        expected = self.medloss["num_raters"]
+        if full.shape[1] == 1:
+            raters, reference = full, target  # R = 1: the reference is the only rater
+        else:
+            raters = full[:, 1:]
+            reference = [t[:, :1] for t in target] if isinstance(target, list) else target[:, :1]
+        if expected is not None and raters.shape[1] != int(expected):
+            raise ValueError(f"the plans say num_raters={expected} but the batch target carries {raters.shape[1]} "
+                             f"rater channel(s) (target shape {tuple(full.shape)}); preprocess with "
+                             "preprocess_raters() and train on its '<configuration>_raters' configuration.")
+        self._medloss_loss.raters = raters.to(self.device, non_blocking=True)
+        return dict(batch, target=reference)
+
+    def train_step(self, batch: dict) -> dict:
+        return super().train_step(self.split_target(batch))
+
+    def validation_step(self, batch: dict) -> dict:
+        return super().validation_step(self.split_target(batch))
+
+
+_METHOD_TRAINERS = [nnUNetTrainerMedlossPULASki]
+_variants = {}
+for _cls in _METHOD_TRAINERS:
+    for _epochs in EPOCH_VARIANTS:
+        _v = _epoch_variant(_cls, _epochs)
+        _v.__module__ = __name__  # pickles from this module whether or not trainers.py re-exports it
+        _variants[_v.__name__] = _v
+globals().update(_variants)
+
+__all__ = [c.__name__ for c in _METHOD_TRAINERS] + sorted(_variants) + [
+    "ProbabilisticNnUNet", "PULASkiObjective", "preprocess_raters", "find_rater_files"]

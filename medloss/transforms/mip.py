@@ -1,0 +1,176 @@
+"""Whole-volume label maximum intensity projections (SPOCKMIP's "global label MIP"), crop-safe.
+
+Radhakrishna, C. et al. (2024) SPOCKMIP, https://arxiv.org/abs/2407.08655. The anchor's dataset projects the whole
+training label volume once and crops the projection at each patch's in-plane position, so a patch's MIP target
+also holds the vessels above and below the patch. Storing the projection broadcast back along its axis (same
+spatial shape as the label) lets ordinary spatial crops and flips keep it aligned with the patch.
+"""
+
+from __future__ import annotations
+
+from typing import Hashable, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, Transform
+from monai.utils import TransformBackends, convert_to_dst_type
+
+__all__ = ["LabelMIP", "LabelMIPd"]
+
+
+def _as_axes(axes: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+    def is_int(a) -> bool:
+        return isinstance(a, (int, np.integer)) and not isinstance(a, bool)
+
+    if is_int(axes):
+        return (int(axes),)
+    if not isinstance(axes, Sequence) or isinstance(axes, str) or len(axes) == 0 or not all(map(is_int, axes)):
+        raise ValueError(f"axes must be an int or a non-empty sequence of ints, got {axes!r}.")
+    return tuple(int(a) for a in axes)
+
+
+class LabelMIP(Transform):
+    """Whole-volume label MIP along each of ``axes``, broadcast back to the label's spatial shape.
+
+    Radhakrishna, C. et al. (2024) SPOCKMIP: Segmentation of Vessels in MRAs with Enhanced Continuity using Maximum
+    Intensity Projection as Loss, https://arxiv.org/abs/2407.08655 (the "global label MIP" of its dataset code).
+
+    For a channel-first label ``(C, *spatial)`` (binary, or a one-channel class map with ``num_classes``), the output
+    has ``n_axes * C'`` channels, axis-major: channel ``i * C' + c`` is class ``c``'s maximum along spatial axis
+    ``axes[i]``, repeated along that axis. Constant along the projected axis, it stays aligned with the label under
+    spatial crops, pads and flips (and rotations in planes that do not contain the axis); resample it with nearest
+    interpolation. After cropping, its maximum along ``axes[i]`` is the anchor's cropped whole-volume MIP, which is
+    what :class:`medloss.losses.MIPLoss` takes as ``label_mip`` (use the same ``axes``).
+
+    Use it *before* patch cropping (on the whole case). This is opt-in: nnU-Net's default loader crops patches from
+    preprocessed cases without extra keys, so there it needs a custom data loader; the default of ``MIPLoss`` is the
+    patch-local label MIP, which needs nothing.
+
+    Args:
+        axes: spatial axis or axes (0 = first spatial dimension of ``(C, *spatial)``; negative from the last).
+        num_classes: ``None``: the label channels are projected as they are and must be binary (0/1). An int: the
+            label is a ``(1, *spatial)`` class map, one-hot encoded to ``num_classes`` channels first (give the
+            loss's number of input channels, background included).
+
+    Raises:
+        ValueError: invalid ``axes`` or ``num_classes`` (here), and in ``__call__``: a label that is not
+            ``(C, *spatial)`` with 2 or 3 spatial dims, empty, NaN/Inf, non-binary without ``num_classes``, class
+            values outside ``[0, num_classes)`` or several channels with ``num_classes``, axes out of range.
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(self, axes: Union[int, Sequence[int]] = 0, num_classes: Optional[int] = None) -> None:
+        self.axes = _as_axes(axes)
+        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
+                                        or num_classes < 1):
+            raise ValueError(f"num_classes must be None or an int >= 1, got {num_classes!r}.")
+        self.num_classes = None if num_classes is None else int(num_classes)
+
+    def _dims(self, n_spatial: int) -> Tuple[int, ...]:
+        dims = []
+        for a in self.axes:
+            if not -n_spatial <= a < n_spatial:
+                raise ValueError(
+                    f"axes must lie in [{-n_spatial}, {n_spatial - 1}] for a {n_spatial}D label, got {self.axes}."
+                )
+            dims.append(1 + a % n_spatial)
+        if len(set(dims)) != len(dims):
+            raise ValueError(f"axes must name distinct spatial axes, got {self.axes} for a {n_spatial}D label.")
+        return tuple(dims)
+
+    def __call__(self, label):
+        """
+        Args:
+            label: ``(C, H, W[, D])`` numpy array or tensor (MetaTensor meta data is kept).
+
+        Returns:
+            ``(n_axes * C', H, W[, D])`` of the label's type and dtype, ``C' = num_classes or C``.
+        """
+        if isinstance(label, torch.Tensor):
+            lab = label.as_tensor() if hasattr(label, "as_tensor") else label
+        elif isinstance(label, np.ndarray):
+            lab = torch.from_numpy(np.ascontiguousarray(label))
+        else:
+            raise ValueError(f"label must be a numpy array or a torch.Tensor, got {type(label).__name__}.")
+        if lab.ndim not in (3, 4) or lab.numel() == 0:
+            raise ValueError(
+                "label must have shape (C, *spatial) with 2 or 3 spatial dims and be non-empty, got "
+                f"{tuple(lab.shape)}."
+            )
+        if lab.is_floating_point() and not bool(torch.isfinite(lab).all()):
+            raise ValueError("label contains NaN/Inf values; expected finite class labels.")
+        if lab.dtype == torch.bool:
+            lab = lab.to(torch.uint8)
+        dims = self._dims(lab.ndim - 1)
+        if self.num_classes is None:
+            if not bool(((lab == 0) | (lab == 1)).all()):
+                values = torch.unique(lab)[:8].tolist()
+                raise ValueError(
+                    f"label must be binary (0/1) channels, got values such as {values}; for a class map give "
+                    "num_classes."
+                )
+            onehot = lab
+        else:
+            if lab.shape[0] != 1:
+                raise ValueError(
+                    f"with num_classes the label must be a (1, *spatial) class map, got {tuple(lab.shape)}."
+                )
+            if (lab.is_floating_point() and not bool((lab == torch.round(lab)).all())) or bool(
+                    ((lab < 0) | (lab >= self.num_classes)).any()):
+                values = torch.unique(lab)[:8].tolist()
+                raise ValueError(
+                    f"label values must be integers in [0, {self.num_classes - 1}], got values such as {values}."
+                )
+            classes = torch.arange(self.num_classes, device=lab.device).view((-1,) + (1,) * (lab.ndim - 1))
+            onehot = (lab == classes).to(lab.dtype)
+        out = torch.cat([onehot.amax(d, keepdim=True).expand_as(onehot) for d in dims], 0)
+        return convert_to_dst_type(out, dst=label, dtype=label.dtype)[0]
+
+
+class LabelMIPd(MapTransform):
+    """Dictionary version of :class:`LabelMIP`: writes the label MIP of ``key`` to ``f"{key}_mip"``.
+
+    Radhakrishna, C. et al. (2024) SPOCKMIP, https://arxiv.org/abs/2407.08655.
+
+    Put it before the crops and add the new key to the keys of every spatial transform that follows, e.g.
+    ``RandCropByPosNegLabeld(keys=["image", "label", "label_mip"], label_key="label", ...)`` and
+    ``RandFlipd(keys=["image", "label", "label_mip"], ...)``; then pass ``batch["label_mip"]`` to
+    :class:`medloss.losses.MIPLoss` as ``label_mip``.
+
+    Args:
+        keys: label key(s).
+        axes: spatial axis or axes, as in :class:`LabelMIP` (use the loss's ``axes``).
+        num_classes: as in :class:`LabelMIP`.
+        mip_keys: output key(s), one per key; default ``f"{key}_mip"`` (``"label_mip"`` for ``"label"``).
+        allow_missing_keys: do not raise for missing keys.
+
+    Raises:
+        ValueError: as :class:`LabelMIP`, and a number of ``mip_keys`` different from the number of ``keys``.
+    """
+
+    backend = LabelMIP.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        axes: Union[int, Sequence[int]] = 0,
+        num_classes: Optional[int] = None,
+        mip_keys: Optional[Union[Hashable, Sequence[Hashable]]] = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.transform = LabelMIP(axes=axes, num_classes=num_classes)
+        if mip_keys is None:
+            self.mip_keys = tuple(f"{k}_mip" for k in self.keys)
+        else:
+            self.mip_keys = (mip_keys,) if isinstance(mip_keys, str) else tuple(mip_keys)
+        if len(self.mip_keys) != len(self.keys):
+            raise ValueError(f"give one mip key per key: {len(self.keys)} keys, got mip_keys={self.mip_keys}.")
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key, mip_key in self.key_iterator(d, self.mip_keys):
+            d[mip_key] = self.transform(d[key])
+        return d
