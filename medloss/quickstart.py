@@ -20,7 +20,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _cases(size: int, seed: int, device: str) -> List[Tuple[str, Callable, tuple, tuple]]:
     """(name, loss, inputs of a good prediction, inputs of a poor prediction)."""
-    import numpy as np
     import torch
 
     from medloss import losses

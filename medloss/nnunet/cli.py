@@ -10,7 +10,25 @@ ACTIONS = {
     "train": "nnUNetv2_train with medloss trainers registered (takes exactly nnUNetv2_train's arguments)",
     "predict": "nnUNetv2_predict with medloss trainers registered (takes exactly nnUNetv2_predict's arguments)",
     "trainers": "list the medloss trainer names",
+    "sauna-preprocess": "store SAUNA soft labels next to preprocessed data: -d DATASET [-c CONFIG] [-p PLANS]",
+    "raters-preprocess": "preprocess a multi-rater dataset for PULASki: -d DATASET [-c CONFIG] [-p PLANS]",
 }
+
+
+def _preprocess(action: str, argv) -> int:
+    parser = argparse.ArgumentParser(prog=f"medloss nnunet {action}", description=ACTIONS[action])
+    parser.add_argument("-d", required=True, help="dataset id or name")
+    parser.add_argument("-c", default="3d_fullres", help="source configuration (default 3d_fullres)")
+    parser.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
+    args = parser.parse_args(argv)
+    if action == "sauna-preprocess":
+        from medloss.nnunet.trainers_sauna import preprocess_sauna as run
+    else:
+        from medloss.nnunet.trainers_pulaski import preprocess_raters as run
+    dataset = int(args.d) if args.d.isdigit() else args.d
+    name = run(dataset, configuration=args.c, plans_identifier=args.p)
+    print(f"wrote configuration {name!r}: train with `medloss nnunet train {args.d} {name} FOLD -tr ...`")
+    return 0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +55,8 @@ def main(args: argparse.Namespace) -> int:
 
         print("\n".join(trainers.__all__))
         return 0
+    if args.action in ("sauna-preprocess", "raters-preprocess"):
+        return _preprocess(args.action, args.nnunet_args)
     register_ext_trainers()
     if args.action == "train":
         from nnunetv2.run.run_training import run_training_entry as entry

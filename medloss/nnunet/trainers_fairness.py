@@ -38,7 +38,7 @@ import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from torch import nn
 
-from medloss.nnunet.trainers import EPOCH_VARIANTS, _epoch_variant, nnUNetTrainerMedloss
+from medloss.nnunet.base import add_epoch_variants, nnUNetTrainerMedloss
 
 GROUP_FILE_NAMES = ("groups.json", "groups.csv")
 
@@ -249,7 +249,7 @@ class nnUNetTrainerMedlossFairScaling(nnUNetTrainerMedloss):
     def build_base_loss(self):
         from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss
 
-        from medloss.nnunet.trainers import _MaskedBCE, _Scaled
+        from medloss.nnunet.base import _MaskedBCE, _Scaled
 
         lm = self.label_manager
         ce: nn.Module = _MaskedBCE(False) if lm.has_regions else RobustCrossEntropyLoss()
@@ -288,12 +288,6 @@ class nnUNetTrainerMedlossFairScaling(nnUNetTrainerMedloss):
 
 
 _METHOD_TRAINERS = [nnUNetTrainerMedlossFairScaling]
-_variants = {}
-for _cls in _METHOD_TRAINERS:
-    for _epochs in EPOCH_VARIANTS:
-        _v = _epoch_variant(_cls, _epochs)
-        _v.__module__ = __name__  # pickles from this module whether or not trainers.py re-exports it
-        _variants[_v.__name__] = _v
-globals().update(_variants)
+_variants = add_epoch_variants(_METHOD_TRAINERS, globals())
 
-__all__ = [c.__name__ for c in _METHOD_TRAINERS] + sorted(_variants) + ["read_group_file", "find_group_file"]
+__all__ = [c.__name__ for c in _METHOD_TRAINERS] + _variants + ["read_group_file", "find_group_file"]

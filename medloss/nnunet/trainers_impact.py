@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medloss.nnunet.trainers import EPOCH_VARIANTS, _epoch_variant, nnUNetTrainerMedloss
+from medloss.nnunet.base import add_epoch_variants, nnUNetTrainerMedloss
 
 
 class IMPACTSegmentationTerm(nn.Module):
@@ -120,12 +120,6 @@ class nnUNetTrainerMedlossIMPACT(nnUNetTrainerMedloss):
 
 
 _METHOD_TRAINERS = [nnUNetTrainerMedlossIMPACT]
-_variants = {}
-for _cls in _METHOD_TRAINERS:
-    for _epochs in EPOCH_VARIANTS:
-        _v = _epoch_variant(_cls, _epochs)
-        _v.__module__ = __name__  # pickles from this module whether or not trainers.py re-exports it
-        _variants[_v.__name__] = _v
-globals().update(_variants)
+_variants = add_epoch_variants(_METHOD_TRAINERS, globals())
 
-__all__ = [c.__name__ for c in _METHOD_TRAINERS] + sorted(_variants) + ["IMPACTSegmentationTerm"]
+__all__ = [c.__name__ for c in _METHOD_TRAINERS] + _variants + ["IMPACTSegmentationTerm"]

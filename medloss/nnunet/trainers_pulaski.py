@@ -45,7 +45,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from medloss.nnunet.trainers import EPOCH_VARIANTS, _epoch_variant, nnUNetTrainerMedloss
+from medloss.nnunet.base import add_epoch_variants, nnUNetTrainerMedloss
 
 RATER_FOLDER = re.compile(r"^labelsTr_rater(\d+)$")
 
@@ -345,7 +345,7 @@ class PULASkiObjective(nn.Module):
 def _architecture_hyperparameters(configuration_manager) -> Dict[str, Any]:
     """Network-shaping hyperparameters, resolved as the trainer does (defaults < plans ``medloss`` < env), so that
     ``build_network_architecture`` (a staticmethod, also used by nnUNetPredictor) builds the trained network."""
-    from medloss.nnunet.trainers import _parse_env
+    from medloss.nnunet.base import _parse_env
 
     keys = ("latent_dim", "head_layers", "encoder_levels", "prediction", "num_prediction_samples")
     defaults = nnUNetTrainerMedlossPULASki.medloss_defaults
@@ -479,13 +479,7 @@ class nnUNetTrainerMedlossPULASki(nnUNetTrainerMedloss):
 
 
 _METHOD_TRAINERS = [nnUNetTrainerMedlossPULASki]
-_variants = {}
-for _cls in _METHOD_TRAINERS:
-    for _epochs in EPOCH_VARIANTS:
-        _v = _epoch_variant(_cls, _epochs)
-        _v.__module__ = __name__  # pickles from this module whether or not trainers.py re-exports it
-        _variants[_v.__name__] = _v
-globals().update(_variants)
+_variants = add_epoch_variants(_METHOD_TRAINERS, globals())
 
-__all__ = [c.__name__ for c in _METHOD_TRAINERS] + sorted(_variants) + [
+__all__ = [c.__name__ for c in _METHOD_TRAINERS] + _variants + [
     "ProbabilisticNnUNet", "PULASkiObjective", "preprocess_raters", "find_rater_files"]

@@ -1,7 +1,6 @@
 """Every medloss trainer, driven through nnU-Net's Python API on a tiny synthetic 3D dataset (CPU)."""
 
 import json
-import os
 
 import numpy as np
 import pytest
