@@ -45,19 +45,48 @@ def test_every_public_name_resolves(sub):
         getattr(mod, "DefinitelyNotAName")
 
 
-def test_import_pulls_no_torchvision_timm_or_nnunet():
+@pytest.mark.parametrize("sub", SUBPACKAGES + ["evaluation"])
+def test_no_public_name_is_shadowed_by_a_submodule(sub):
+    # importing a submodule sets it as an attribute of its package, which would hide a lazy name of the same name
+    import pkgutil
+
+    mod = importlib.import_module(f"medloss.{sub}")
+    modules = {m.name for m in pkgutil.iter_modules(mod.__path__)}
+    assert not modules & set(mod.__all__), f"medloss.{sub}: names shadowed by submodules {modules & set(mod.__all__)}"
+
+
+def test_medloss_never_imports_torchvision_timm_or_nnunet_at_import():
+    # MONAI imports torchvision by itself when it is installed; medloss must work without it (a CPU-only torch with
+    # a mismatched torchvision makes `import torchvision` raise), so both are made unimportable here
     code = (
         "import sys, importlib\n"
-        f"for sub in {SUBPACKAGES!r}:\n"
+        "sys.modules['torchvision'] = None\n"
+        "sys.modules['timm'] = None\n"
+        f"for sub in {SUBPACKAGES + ['evaluation']!r}:\n"
         "    m = importlib.import_module('medloss.' + sub)\n"
         "    [getattr(m, n) for n in m.__all__]\n"
-        "import medloss.cli\n"
-        "bad = sorted(k for k in sys.modules if k.split('.')[0] in ('torchvision', 'timm', 'nnunetv2'))\n"
-        "print(','.join(bad))\n"
+        "import medloss.cli, medloss.nnunet\n"
+        "from medloss.losses import JaccardMetricLoss\n"
+        "import torch\n"
+        "JaccardMetricLoss(softmax=True)(torch.randn(1, 2, 8, 8), torch.softmax(torch.randn(1, 2, 8, 8), 1))\n"
+        "print('nnunetv2' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "", f"importing medloss imported {out.stdout.strip()}"
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "False", "importing medloss imported nnunetv2"
+
+
+def test_no_medloss_module_imports_torchvision_or_timm():
+    import ast
+
+    for path in (ROOT / "medloss").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            assert not any(n.split(".")[0] in ("torchvision", "timm") for n in names), f"{path} imports {names}"
 
 
 def test_ci_runs_the_readme_test_command():

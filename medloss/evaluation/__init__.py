@@ -4,9 +4,10 @@ from medloss._lazy import attach
 
 _EXPORTS = {
     "evaluate_folder": ".folder",
-    "case_metrics": ".case_metrics",
-    "surface_metrics": ".case_metrics",
-    "overlap_metrics": ".case_metrics",
+    "case_metrics": ".metrics",
+    "surface_metrics": ".metrics",
+    "overlap_metrics": ".metrics",
+    "topology_metrics": ".metrics",
 }
 
 __getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)

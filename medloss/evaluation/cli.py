@@ -13,7 +13,7 @@ def _key(text: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from medloss.evaluation.case_metrics import ALL_METRICS
+    from medloss.evaluation.metrics import ALL_METRICS
 
     parser.add_argument("pred_dir", help="folder of predicted label volumes (<case>.nii.gz, nnU-Net naming)")
     parser.add_argument("gt_dir", help="folder of reference label volumes")

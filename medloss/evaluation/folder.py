@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from medloss.evaluation.case_metrics import ALL_METRICS, case_metrics
+from medloss.evaluation.metrics import ALL_METRICS, case_metrics
 from medloss.evaluation.io import check_same_geometry, pair_cases, read_label_volume
 
 __all__ = ["evaluate_folder", "labels_from_dataset_json", "read_groups"]

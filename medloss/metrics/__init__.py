@@ -8,8 +8,8 @@ _EXPORTS = {
     "betti_matching_error": ".topology",
     "BettiNumberErrorMetric": ".topology",
     "BettiMatchingErrorMetric": ".topology",
-    "cldice": ".cldice",
-    "ClDiceMetric": ".cldice",
+    "cldice": ".centerline",
+    "ClDiceMetric": ".centerline",
     # rater variability
     "generalized_energy_distance": ".probabilistic",
     "max_dice": ".probabilistic",

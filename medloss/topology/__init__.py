@@ -4,6 +4,7 @@ from medloss._lazy import attach
 
 _EXPORTS = {
     "betti_matching": ".api",
+    "betti_matching_batch": ".api",
     "barcode": ".api",
     "betti_numbers": ".api",
     "BettiMatchingResult": ".api",

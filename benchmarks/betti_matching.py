@@ -1,0 +1,137 @@
+"""Benchmark of ``medloss.topology.betti_matching`` against Betti-Matching-3D (when importable).
+
+Inputs: the reference generator of ``shared/reference/betti/README.md`` (seed 0). Reports per size the CPU time
+(``time.process_time``: user+sys of the whole process, all threads; median over repeats), wall time, and peak
+memory: one extra call in a forked child, reporting the child's peak RSS (``resource.getrusage(...).ru_maxrss``)
+after the call minus before it (memory added by the call on top of the inputs; JIT already loaded).
+Betti-Matching-3D is the compiled ``betti_matching`` module, imported directly or from topolosses' wheel by file
+path; its input is ``1 - pred``, ``1 - gt`` (the same filtration).
+
+Usage: ``OMP_NUM_THREADS=1 python benchmarks/betti_matching.py [--skip-128] [--repeats N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib.util
+import os
+import resource
+import time
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from medloss.topology.api import betti_matching, betti_matching_batch
+
+
+def make_pair(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    base = gaussian_filter(rng.standard_normal(shape), 3.0, mode="reflect")
+    base /= base.std()
+    noise = gaussian_filter(rng.standard_normal(shape), 1.0, mode="reflect")
+    noise /= noise.std()
+    gt = (base > 0).astype(np.float64)
+    pred = 1.0 / (1.0 + np.exp(-(3.0 * base + 1.5 * noise)))
+    return pred, gt
+
+
+def load_bm3d():
+    # a directly importable build (this script's own name shadows it when run from benchmarks/, hence the check)
+    try:
+        import betti_matching as mod
+
+        if hasattr(mod, "compute_matching"):
+            return mod
+    except ImportError:
+        pass
+    try:
+        import topolosses
+    except ImportError:
+        return None
+    root = os.path.dirname(topolosses.__file__)
+    hits = glob.glob(os.path.join(root, "losses", "betti_matching", "src", "betti_matching*.so"))
+    if not hits:
+        return None
+    spec = importlib.util.spec_from_file_location("betti_matching", hits[0])
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def maxrss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def peak_rss_delta_mb(fn):
+    """Peak resident memory added by ``fn()``, measured in a forked child (``ru_maxrss`` after minus before),
+    so the value is not masked by the parent's earlier high-water mark. Returns -1 where fork is unavailable."""
+    if not hasattr(os, "fork"):
+        return -1.0
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(r)
+        before = maxrss_mb()
+        fn()
+        os.write(w, f"{maxrss_mb() - before:.1f}".encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as fh:
+        out = fh.read()
+    os.waitpid(pid, 0)
+    return float(out) if out else -1.0
+
+
+def timed(fn, repeats):
+    cpu, wall = [], []
+    for _ in range(repeats):
+        c0, w0 = time.process_time(), time.perf_counter()
+        fn()
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - w0)
+    return float(np.median(cpu)), float(np.median(wall))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--skip-128", action="store_true", help="skip the 128^3 case")
+    ap.add_argument("--skip-bm3d", action="store_true", help="do not run Betti-Matching-3D")
+    ap.add_argument("--batch", action="store_true", help="also time a parallel batch of 64^3 samples")
+    ap.add_argument("--repeats", type=int, default=0, help="runs per size (default: 21/11/5/3 by size)")
+    args = ap.parse_args()
+    bm3d = None if args.skip_bm3d else load_bm3d()
+    betti_matching(*make_pair((8, 8)))  # JIT / cache load outside the timings
+    betti_matching(*make_pair((6, 6, 6)))
+    sizes = [((64, 64), 21), ((256, 256), 11), ((64, 64, 64), 5), ((128, 128, 128), 3)]
+    if args.skip_128:
+        sizes = sizes[:-1]
+    print(f"{'shape':>14} {'medloss CPU s':>14} {'wall s':>9} {'peak RSS +MB':>12} | {'BM3D CPU s':>10} "
+          f"{'wall s':>9} {'peak RSS +MB':>12} | {'CPU ratio':>9}")
+    for shape, reps in sizes:
+        reps = args.repeats or reps
+        pred, gt = make_pair(shape)
+        cpu, wall = timed(lambda pred=pred, gt=gt: betti_matching(pred, gt), reps)
+        mem = peak_rss_delta_mb(lambda pred=pred, gt=gt: betti_matching(pred, gt))
+        line = f"{'x'.join(map(str, shape)):>14} {cpu:14.4f} {wall:9.4f} {mem:12.1f} |"
+        if bm3d is not None:
+            a, b = np.ascontiguousarray(1.0 - pred), np.ascontiguousarray(1.0 - gt)
+            breps = reps if len(shape) == 2 else min(reps, 3)
+            bcpu, bwall = timed(lambda a=a, b=b: bm3d.compute_matching(a, b), breps)
+            bmem = peak_rss_delta_mb(lambda a=a, b=b: bm3d.compute_matching(a, b))
+            line += f" {bcpu:10.4f} {bwall:9.4f} {bmem:12.1f} | {bcpu / cpu:8.2f}x"
+        else:
+            line += " (Betti-Matching-3D not importable)"
+        print(line, flush=True)
+    if args.batch:
+        # batch parallelism: B samples on B threads (numba kernels release the GIL) vs one sample
+        workers = os.cpu_count() or 1
+        preds, gts = zip(*(make_pair((64, 64, 64), seed) for seed in range(workers)))
+        _, w1 = timed(lambda: betti_matching(preds[0], gts[0]), 3)
+        cpu_b, w_b = timed(lambda: betti_matching_batch(preds, gts, num_workers=workers), 3)
+        print(f"batch of {workers} x 64^3 on {workers} threads: wall {w_b:.3f} s (one sample {w1:.3f} s), "
+              f"CPU {cpu_b:.3f} s")
+
+
+if __name__ == "__main__":
+    main()

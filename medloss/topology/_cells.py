@@ -1,0 +1,199 @@
+"""Cells of the cubical V-complex of a 3D voxel grid, addressed by packed integer ids.
+
+2D images are embedded as ``(1, H, W)`` volumes. Voxel ``v`` is the C-order linear index. Cell ids:
+
+* vertices and cubes: ``v`` (the cell's lowest corner);
+* edges: ``3 * v + t`` with ``t`` the axis the edge runs along;
+* squares: ``3 * v + t`` with ``t`` the axis the square is perpendicular to.
+
+Sorting cells of one dimension by ``(rank, id)`` is exactly the total order of Betti-Matching-3D (brief §1.3),
+because ``id`` orders lexicographically by (base corner, type). Filtration values are replaced by dense ranks of
+the voxel values (ties preserved), so a cell's rank is the max of its voxels' ranks and every comparison is an
+integer comparison. Nothing is materialised per cell except the sorted id lists.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True, inline="always")
+def coords(v, n1, n2):
+    return v // (n1 * n2), (v // n2) % n1, v % n2
+
+
+@njit(cache=True, nogil=True)
+def _valid(dim, c0, c1, c2, t, n0, n1, n2):
+    if dim == 1:
+        if t == 0:
+            return c0 < n0 - 1
+        if t == 1:
+            return c1 < n1 - 1
+        return c2 < n2 - 1
+    if dim == 2:
+        if t == 0:
+            return c1 < n1 - 1 and c2 < n2 - 1
+        if t == 1:
+            return c0 < n0 - 1 and c2 < n2 - 1
+        return c0 < n0 - 1 and c1 < n1 - 1
+    return c0 < n0 - 1 and c1 < n1 - 1 and c2 < n2 - 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _spanned(t):
+    # the two axes a square of type t spans, ascending
+    if t == 0:
+        return 1, 2
+    if t == 1:
+        return 0, 2
+    return 0, 1
+
+
+@njit(cache=True, nogil=True)
+def cell_rank(rank, dim, cid, n1, n2):
+    """Rank of a cell = max rank of its voxels."""
+    s = (n1 * n2, n2, 1)
+    if dim == 0:
+        return rank[cid]
+    if dim == 3:
+        v = cid
+        m = rank[v]
+        for o in (s[2], s[1], s[1] + s[2], s[0], s[0] + s[2], s[0] + s[1], s[0] + s[1] + s[2]):
+            r = rank[v + o]
+            if r > m:
+                m = r
+        return m
+    v = cid // 3
+    t = cid - 3 * v
+    if dim == 1:
+        a = rank[v]
+        b = rank[v + s[t]]
+        return a if a > b else b
+    a, b = _spanned(t)
+    m = rank[v]
+    for o in (s[a], s[b], s[a] + s[b]):
+        r = rank[v + o]
+        if r > m:
+            m = r
+    return m
+
+
+@njit(cache=True, nogil=True)
+def parent_voxel(rank, dim, cid, n1, n2):
+    """Voxel carrying a cell's value, first in Betti-Matching-3D's fixed order (brief §1.3)."""
+    s = (n1 * n2, n2, 1)
+    if dim == 0:
+        return cid
+    if dim == 3:
+        v = cid
+        best = v
+        m = rank[v]
+        for o in (s[2], s[1], s[1] + s[2], s[0], s[0] + s[2], s[0] + s[1], s[0] + s[1] + s[2]):
+            if rank[v + o] > m:
+                m = rank[v + o]
+                best = v + o
+        return best
+    v = cid // 3
+    t = cid - 3 * v
+    if dim == 1:
+        far = v + s[t]
+        return far if rank[far] >= rank[v] else v
+    a, b = _spanned(t)
+    m = cell_rank(rank, 2, cid, n1, n2)
+    for o in (s[a] + s[b], s[a], s[b], 0):
+        if rank[v + o] == m:
+            return v + o
+    return v
+
+
+@njit(cache=True, nogil=True)
+def sorted_cells(rank, nrank, dim, n0, n1, n2):
+    """Ids of all cells of ``dim`` sorted by (rank, id) and their ranks.
+
+    Two-pass stable counting sort that recomputes cell ranks instead of buffering them (halves peak memory).
+    """
+    ntype = 3 if dim in (1, 2) else 1
+    hist = np.zeros(nrank + 1, np.int64)
+    count = 0
+    v = 0
+    for x in range(n0):
+        for y in range(n1):
+            for z in range(n2):
+                for t in range(ntype):
+                    if _valid(dim, x, y, z, t, n0, n1, n2):
+                        cid = 3 * v + t if ntype == 3 else v
+                        hist[cell_rank(rank, dim, cid, n1, n2) + 1] += 1
+                        count += 1
+                v += 1
+    for r in range(nrank):
+        hist[r + 1] += hist[r]
+    out_ids = np.empty(count, np.int32)
+    out_rk = np.empty(count, np.int32)
+    v = 0
+    for x in range(n0):
+        for y in range(n1):
+            for z in range(n2):
+                for t in range(ntype):
+                    if _valid(dim, x, y, z, t, n0, n1, n2):
+                        cid = 3 * v + t if ntype == 3 else v
+                        r = cell_rank(rank, dim, cid, n1, n2)
+                        j = hist[r]
+                        hist[r] = j + 1
+                        out_ids[j] = cid
+                        out_rk[j] = r
+                v += 1
+    return out_ids, out_rk
+
+
+@njit(cache=True, nogil=True)
+def top_ranks(rank, top_dim, n0, n1, n2):
+    """Rank of the top cell based at every voxel (-1 where none); index ``nv`` is the outside node (+inf)."""
+    nv = n0 * n1 * n2
+    out = np.full(nv + 1, -1, np.int32)
+    out[nv] = np.iinfo(np.int32).max
+    v = 0
+    for x in range(n0):
+        for y in range(n1):
+            for z in range(n2):
+                if top_dim == 3:
+                    if _valid(3, x, y, z, 0, n0, n1, n2):
+                        out[v] = cell_rank(rank, 3, v, n1, n2)
+                elif _valid(2, x, y, z, 0, n0, n1, n2):
+                    out[v] = cell_rank(rank, 2, 3 * v, n1, n2)
+                v += 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def border_flags(n0, n1, n2):
+    """Per voxel: bit m set if its coordinate on axis m is 0, bit m+3 if it is the last one (avoids divisions)."""
+    out = np.empty(n0 * n1 * n2, np.uint8)
+    v = 0
+    for x in range(n0):
+        fx = (1 if x == 0 else 0) | (8 if x == n0 - 1 else 0)
+        for y in range(n1):
+            fy = fx | (2 if y == 0 else 0) | (16 if y == n1 - 1 else 0)
+            for z in range(n2):
+                out[v] = fy | (4 if z == 0 else 0) | (32 if z == n2 - 1 else 0)
+                v += 1
+    return out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def cofaces(cid, top_dim, border, nv, s0, s1):
+    """The two top cells (as base voxels, ``nv`` = outside) having the (top-1)-cell ``cid`` as a face."""
+    v = cid // 3
+    t = cid - 3 * v
+    m = t if top_dim == 3 else 3 - t
+    st = s0 if m == 0 else (s1 if m == 1 else 1)
+    fl = border[v]
+    a = nv if fl & (8 << m) else v
+    b = nv if fl & (1 << m) else v - st
+    return a, b
+
+
+def dense_rank(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Dense ranks (ties share a rank) of a flat float array, and the number of distinct values."""
+    uniq, inv = np.unique(values, return_inverse=True)
+    return inv.reshape(-1).astype(np.int32), int(uniq.size)

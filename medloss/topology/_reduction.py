@@ -1,0 +1,219 @@
+"""Z/2 boundary-matrix reduction of the 2-cells of a 3D grid (middle dimension, 3D H1).
+
+Columns are 2-cells in one filtration's order (cleared columns skipped), pivots are the largest boundary edge in
+a possibly *different* filtration's order: with columns from the comparison image ``c`` and rows from ``f`` this
+is the image-persistence reduction of H1(K^f) -> H1(K^c) (brief §1.5). Which columns reduce to zero depends only
+on the column order, so clearing with ``c``'s dim-2 pairs stays valid for the image reductions.
+
+A column whose largest edge is still free is paired at once (emergent pair) and never stored: when a later
+column needs it, its boundary is regenerated from the packed id. Only columns that needed additions are cached.
+The working column is a binary max-heap with lazy Z/2 cancellation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _boundary(cid, row_pos, n1, n2, out):
+    s0 = n1 * n2
+    v = cid // 3
+    t = cid - 3 * v
+    if t == 0:
+        a, b, sa, sb = 1, 2, n2, 1
+    elif t == 1:
+        a, b, sa, sb = 0, 2, s0, 1
+    else:
+        a, b, sa, sb = 0, 1, s0, n2
+    # edges along a at v and v+sb; along b at v and v+sa
+    out[0] = row_pos[3 * v + a]
+    out[1] = row_pos[3 * (v + sb) + a]
+    out[2] = row_pos[3 * v + b]
+    out[3] = row_pos[3 * (v + sa) + b]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _push(heap, n, x):
+    i = n
+    heap[i] = x
+    while i > 0:
+        p = (i - 1) >> 1
+        if heap[p] >= x:
+            break
+        heap[i] = heap[p]
+        i = p
+    heap[i] = x
+    return n + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pop(heap, n):
+    top = heap[0]
+    n -= 1
+    x = heap[n]
+    i = 0
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            break
+        if c + 1 < n and heap[c + 1] > heap[c]:
+            c += 1
+        if heap[c] <= x:
+            break
+        heap[i] = heap[c]
+        i = c
+    if n > 0:
+        heap[i] = x
+    return top, n
+
+
+@njit(cache=True, nogil=True)
+def _pop_pivot(heap, n):
+    """Largest entry surviving Z/2 cancellation (-1 if none); it is removed from the heap."""
+    while n > 0:
+        p, n = _pop(heap, n)
+        if n > 0 and heap[0] == p:
+            _, n = _pop(heap, n)
+            continue
+        return p, n
+    return -1, n
+
+
+@njit(cache=True, nogil=True)
+def reduce_columns(cols, cleared, row_pos, n_rows, n1, n2):
+    """Reduce the columns ``cols`` (2-cell ids in column order, ``cleared`` ones skipped).
+
+    Returns the pivot row position of every column (-1 for cleared or zero columns).
+    """
+    ncol = cols.shape[0]
+    owner = np.full(n_rows, -1, np.int32)
+    pivots = np.full(ncol, -1, np.int32)
+    cache_start = np.full(ncol, -1, np.int32)
+    cache_len = np.zeros(ncol, np.int32)
+    buf = np.empty(1024, np.int32)
+    buf_n = 0
+    heap = np.empty(1024, np.int32)
+    bd = np.empty(4, np.int64)
+    bd2 = np.empty(4, np.int64)
+    for k in range(ncol):
+        if cleared[k]:
+            continue
+        _boundary(cols[k], row_pos, n1, n2, bd)
+        p = max(max(bd[0], bd[1]), max(bd[2], bd[3]))
+        if owner[p] < 0:
+            owner[p] = k
+            pivots[k] = p
+            continue
+        n = 0
+        for q in range(4):
+            if bd[q] != p:
+                n = _push(heap, n, bd[q])
+        while True:
+            j = owner[p]
+            if cache_start[j] >= 0:
+                st = cache_start[j]
+                ln = cache_len[j]
+                if heap.shape[0] < n + ln:
+                    heap = _grow(heap, n + ln)
+                for q in range(1, ln):  # entry 0 is the pivot p, cancelled
+                    n = _push(heap, n, buf[st + q])
+            else:
+                _boundary(cols[j], row_pos, n1, n2, bd2)
+                if heap.shape[0] < n + 4:
+                    heap = _grow(heap, n + 4)
+                for q in range(4):
+                    if bd2[q] != p:
+                        n = _push(heap, n, bd2[q])
+            p, n = _pop_pivot(heap, n)
+            if p < 0 or owner[p] < 0:
+                break
+        if p < 0:
+            continue
+        owner[p] = k
+        pivots[k] = p
+        # cache the reduced column: pivot first, then the surviving entries
+        st = buf_n
+        if buf_n + n + 1 > 2147483647:
+            raise MemoryError("reduction cache exceeds 2**31 entries")
+        if buf.shape[0] < buf_n + n + 1:
+            buf = _grow(buf, buf_n + n + 1)
+        buf[buf_n] = p
+        buf_n += 1
+        while n > 0:
+            q, n = _pop_pivot(heap, n)
+            if q < 0:
+                break
+            buf[buf_n] = q
+            buf_n += 1
+        cache_start[k] = st
+        cache_len[k] = buf_n - st
+    return pivots
+
+
+@njit(cache=True, nogil=True)
+def _grow(a, need):
+    m = a.shape[0] * 2
+    while m < need:
+        m *= 2
+    b = np.empty(m, a.dtype)
+    b[: a.shape[0]] = a
+    return b
+
+
+@njit(cache=True, nogil=True)
+def relaxed_column_order(col_rank, must_keep, key):
+    """Column order for an image reduction: inside every tie block of the column filtration that holds no
+    column whose pivot we need (``must_keep``), columns are re-sorted by ``key`` (the row filtration's order).
+
+    Exact: the pivot of a column depends only on the *set* of columns before it (pivot pairs are determined by
+    ranks of lower-left submatrices), so re-ordering inside a block changes only pivots of the block's own
+    columns, and those are never read (clearing is recomputed for the new order). Ordering them like the rows
+    makes the block reduce like a plain barcode (few, short additions) instead of scattering — the dominant cost
+    for binary targets, whose whole foreground is one tie block of the comparison image. (Re-sorting every run
+    between kept columns is exact too but slower: index-ordered rows then scatter.)
+    Returns a permutation of column positions.
+    """
+    n = col_rank.shape[0]
+    perm = np.arange(n).astype(np.int32)
+    start = 0
+    while start < n:
+        stop = start + 1
+        keep = must_keep[start]
+        while stop < n and col_rank[stop] == col_rank[start]:
+            keep = keep or must_keep[stop]
+            stop += 1
+        if not keep and stop - start > 1:
+            _sort_block(perm, key, start, stop)
+        start = stop
+    return perm
+
+
+@njit(cache=True, nogil=True)
+def _sort_block(perm, key, start, stop):
+    """Order ``perm[start:stop]`` by the distinct keys ``key[start:stop]`` (insertion or bucket sort)."""
+    m = stop - start
+    if m <= 32:
+        for i in range(start + 1, stop):
+            x = perm[i]
+            kx = key[x]
+            j = i - 1
+            while j >= start and key[perm[j]] > kx:
+                perm[j + 1] = perm[j]
+                j -= 1
+            perm[j + 1] = x
+        return
+    lo = key[start]
+    hi = key[start]
+    for i in range(start, stop):
+        lo = min(lo, key[i])
+        hi = max(hi, key[i])
+    slot = np.full(hi - lo + 1, -1, np.int64)
+    for i in range(start, stop):
+        slot[key[i] - lo] = i
+    j = start
+    for s_ in range(hi - lo + 1):
+        if slot[s_] >= 0:
+            perm[j] = slot[s_]
+            j += 1

@@ -1,0 +1,143 @@
+"""Union-find kernels: dimension 0 (components) and the top dimension (dual graph, Alexander duality).
+
+Image persistence comes for free here: a second union-find performing the *same* unions as the first one but
+ageing components by another filtration tells which class of the other filtration a merge kills (brief §1.5).
+Pairs are returned as (birth cell id, death cell id) of positive persistence only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._cells import cofaces
+
+
+@njit(cache=True, nogil=True, inline="always")
+def find(parent, x):
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = parent[x]
+    return x
+
+
+@njit(cache=True, nogil=True)
+def dim0_pairs(rank, edges, edge_rank, n1, n2):
+    """Kruskal on edges in filtration order. Returns (birth voxels, death edge ids, pair index by birth voxel)."""
+    nv = rank.shape[0]
+    parent = np.arange(nv).astype(np.int32)
+    births = np.empty(nv, np.int32)
+    deaths = np.empty(nv, np.int32)
+    by_birth = np.full(nv, -1, np.int32)
+    s = (n1 * n2, n2, 1)
+    k = 0
+    for i in range(edges.shape[0]):
+        e = edges[i]
+        u = e // 3
+        w = u + s[e - 3 * u]
+        ru = find(parent, u)
+        rw = find(parent, w)
+        if ru == rw:
+            continue
+        # the older root has the smaller (rank, index)
+        if rank[ru] < rank[rw] or (rank[ru] == rank[rw] and ru < rw):
+            old, young = ru, rw
+        else:
+            old, young = rw, ru
+        parent[young] = old
+        if rank[young] < edge_rank[i]:
+            births[k] = young
+            deaths[k] = e
+            by_birth[young] = k
+            k += 1
+    return births[:k].copy(), deaths[:k].copy(), by_birth
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _older_min(rank, a, b):
+    if rank[a] < rank[b] or (rank[a] == rank[b] and a < b):
+        return a, b
+    return b, a
+
+
+@njit(cache=True, nogil=True)
+def dim0_match(rank_c, rank_f, rank_h, edges_c, edge_rank_c, f_by_birth, h_by_birth, n1, n2):
+    """Comparison-image Kruskal with f- and h-aged twins. Returns matched (f pair index, h pair index)."""
+    nv = rank_c.shape[0]
+    pc = np.arange(nv).astype(np.int32)
+    pf = np.arange(nv).astype(np.int32)
+    ph = np.arange(nv).astype(np.int32)
+    mf = np.empty(nv, np.int32)
+    mh = np.empty(nv, np.int32)
+    s = (n1 * n2, n2, 1)
+    k = 0
+    for i in range(edges_c.shape[0]):
+        e = edges_c[i]
+        u = e // 3
+        w = u + s[e - 3 * u]
+        ru = find(pc, u)
+        rw = find(pc, w)
+        if ru == rw:
+            continue
+        oc, yc = _older_min(rank_c, ru, rw)
+        of, yf = _older_min(rank_f, find(pf, u), find(pf, w))
+        oh, yh = _older_min(rank_h, find(ph, u), find(ph, w))
+        pc[yc] = oc
+        pf[yf] = of
+        ph[yh] = oh
+        if rank_c[yc] < edge_rank_c[i]:
+            a = f_by_birth[yf]
+            b = h_by_birth[yh]
+            if a >= 0 and b >= 0:
+                mf[k] = a
+                mh[k] = b
+                k += 1
+    return mf[:k].astype(np.int64), mh[:k].astype(np.int64)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _older_max(node_rank, a, b):
+    # top cells: larger (rank, index) is older; the outside node has rank +inf
+    if node_rank[a] > node_rank[b] or (node_rank[a] == node_rank[b] and a > b):
+        return a, b
+    return b, a
+
+
+@njit(cache=True, nogil=True)
+def top_pairs(node_rank, node_rank_c, faces, face_rank, top_dim, border, n1, n2, want_clear):
+    """Dual union-find over (top-1)-cells in decreasing filtration order.
+
+    Returns (birth face ids, death top-cell base voxels, pair index keyed by the comparison-younger node,
+    cleared flags per face position). ``node_rank_c`` ages the lockstep twin (pass ``node_rank`` itself for a
+    plain barcode). ``cleared[i]`` marks faces that merge (positive (top-1)-cells, zero-length included),
+    whose columns can be skipped in the next-lower reduction.
+    """
+    nv = border.shape[0]
+    s0 = n1 * n2
+    parent = np.arange(nv + 1).astype(np.int32)
+    parent_c = np.arange(nv + 1).astype(np.int32)
+    nf = faces.shape[0]
+    births = np.empty(nv, np.int32)
+    deaths = np.empty(nv, np.int32)
+    by_c_node = np.full(nv + 1, -1, np.int32)
+    cleared = np.zeros(nf if want_clear else 0, np.bool_)
+    k = 0
+    for i in range(nf - 1, -1, -1):
+        cid = faces[i]
+        a, b = cofaces(cid, top_dim, border, nv, s0, n2)
+        ra = find(parent, a)
+        rb = find(parent, b)
+        if ra == rb:
+            continue
+        old, young = _older_max(node_rank, ra, rb)
+        oc, yc = _older_max(node_rank_c, find(parent_c, a), find(parent_c, b))
+        parent[young] = old
+        parent_c[yc] = oc
+        if want_clear:
+            cleared[i] = True
+        if node_rank[young] > face_rank[i]:
+            births[k] = cid
+            deaths[k] = young
+            by_c_node[yc] = k
+            k += 1
+    return births[:k].copy(), deaths[:k].copy(), by_c_node, cleared

@@ -1,0 +1,255 @@
+"""Public API: cubical persistence barcodes, Betti numbers and the Betti matching of 2D/3D images.
+
+Conventions (identical to Betti-Matching-3D, so results reproduce it voxel for voxel):
+
+* V-construction: voxels are vertices, a cell's value is the max of its voxels' values, so the sublevel
+  foreground is 4-connected (2D) / 6-connected (3D).
+* Total order: cells of one dimension by (value, packed index), packed index lexicographic in (lowest corner,
+  type); critical voxel of a cell = first voxel carrying its value in a fixed order (brief §1.3).
+* ``filtration="superlevel"`` works on ``-x`` (same order as ``1 - x``; foreground = high values enters first);
+  ``"sublevel"`` works on ``x``. The comparison image is the pointwise min of the two working images (the union
+  of the foregrounds in the superlevel case).
+* Only finite bars of positive length are reported; the essential component is dropped.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import List, Optional
+
+import numpy as np
+
+from ._cells import dense_rank
+from ._matching import barcode_grid, match_grids
+
+__all__ = ["BettiMatchingResult", "Barcode", "betti_matching", "betti_matching_batch", "barcode", "betti_numbers"]
+
+_FILTRATIONS = ("superlevel", "sublevel")
+
+
+@dataclass(frozen=True)
+class BettiMatchingResult:
+    """Betti matching of one (prediction, target) pair.
+
+    Every list has one entry per homology dimension ``d = 0 .. ndim-1``; each entry is an int64 array of shape
+    ``(n, ndim)`` of voxel indices into the input arrays. Row ``i`` of the four ``*_matched_*`` arrays of one
+    dimension describes one matched pair (prediction bar ``i`` <-> target bar ``i``). ``num_*`` are int64 arrays of
+    shape ``(ndim,)``.
+    """
+
+    pred_matched_birth: List[np.ndarray]
+    pred_matched_death: List[np.ndarray]
+    target_matched_birth: List[np.ndarray]
+    target_matched_death: List[np.ndarray]
+    pred_unmatched_birth: List[np.ndarray]
+    pred_unmatched_death: List[np.ndarray]
+    target_unmatched_birth: List[np.ndarray]
+    target_unmatched_death: List[np.ndarray]
+    num_matched: np.ndarray
+    num_unmatched_pred: np.ndarray
+    num_unmatched_target: np.ndarray
+
+
+@dataclass(frozen=True)
+class Barcode:
+    """Finite bars of one image per homology dimension: critical voxels ``(n, ndim)`` and their input values."""
+
+    birth: List[np.ndarray]
+    death: List[np.ndarray]
+    birth_values: List[np.ndarray]
+    death_values: List[np.ndarray]
+
+
+def _as_array(x, name: str) -> np.ndarray:
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch tensor, without importing torch
+        x = x.detach().cpu()
+        x = x.double().numpy() if x.is_floating_point() else x.numpy()
+    arr = np.asarray(x)
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.float64)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}.")
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"{name} must be a 2D or 3D array (one sample, no channel axis), got shape {arr.shape}.")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}.")
+    arr = arr.astype(np.float64, copy=False)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or Inf values.")
+    return arr
+
+
+def _check_filtration(filtration: str) -> None:
+    if filtration not in _FILTRATIONS:
+        raise ValueError(f"filtration must be one of {_FILTRATIONS}, got {filtration!r}.")
+
+
+def _shape3(shape) -> tuple:
+    return (1, *shape) if len(shape) == 2 else tuple(shape)
+
+
+def _unravel(vox: np.ndarray, shape) -> np.ndarray:
+    if vox.size == 0:
+        return np.zeros((0, len(shape)), np.int64)
+    return np.stack(np.unravel_index(vox, shape), axis=1).astype(np.int64)
+
+
+def _working(x: np.ndarray, filtration: str) -> np.ndarray:
+    return -x if filtration == "superlevel" else x
+
+
+def _pad_frame(w: np.ndarray, frame_value: float) -> np.ndarray:
+    return np.pad(w, 1, mode="constant", constant_values=frame_value)
+
+
+def betti_matching(prediction, target, filtration: str = "superlevel", relative: bool = False) -> BettiMatchingResult:
+    """Betti matching (induced matching through the comparison image) of one 2D or 3D pair.
+
+    Parameters
+    ----------
+    prediction, target : array_like or torch.Tensor, shape (H, W) or (H, W, D)
+        Real-valued images of equal shape (torch tensors are detached and moved to the CPU).
+    filtration : {"superlevel", "sublevel"}
+        ``"superlevel"``: high values (foreground) enter first; the computation runs on ``-x``, which has the same
+        order as Betti-Matching-3D's ``1 - x``. ``"sublevel"``: low values enter first.
+    relative : bool
+        Homology relative to the image boundary: a 1-voxel frame that enters before everything else is padded on
+        all axes, and bars with a critical voxel in the frame are removed afterwards (a matched pair with one side
+        in the frame leaves the other side unmatched). Coordinates always index the unpadded inputs.
+
+    Returns
+    -------
+    BettiMatchingResult
+
+    Raises
+    ------
+    ValueError
+        Shapes differ, not 2D/3D, empty, NaN/Inf, or an unknown filtration.
+    """
+    _check_filtration(filtration)
+    p = _as_array(prediction, "prediction")
+    g = _as_array(target, "target")
+    if p.shape != g.shape:
+        raise ValueError(f"prediction and target must have the same shape, got {p.shape} and {g.shape}.")
+    f = _working(p, filtration)
+    h = _working(g, filtration)
+    if relative:
+        frame = min(f.min(), h.min()) - 1.0
+        f, h = _pad_frame(f, frame), _pad_frame(h, frame)
+    shape = f.shape
+    ndim = len(shape)
+    rf, nf = dense_rank(f.ravel())
+    rh, nh = dense_rank(h.ravel())
+    rc, nc = dense_rank(np.minimum(f, h).ravel())
+    del f, h  # only the ranks are needed from here on
+    per_dim = match_grids(rf, nf, rh, nh, rc, nc, _shape3(shape), ndim)
+    return _assemble(per_dim, shape, p.shape if relative else None)
+
+
+def _assemble(per_dim, shape, unpadded) -> BettiMatchingResult:
+    fields = {k: [] for k in ("pmb", "pmd", "tmb", "tmd", "pub", "pud", "tub", "tud")}
+    for fb, fd, hb, hd, mf, mh in per_dim:
+        fb, fd, hb, hd = (_unravel(a, shape) for a in (fb, fd, hb, hd))
+        um_f = np.ones(len(fb), bool)
+        um_f[mf] = False
+        um_h = np.ones(len(hb), bool)
+        um_h[mh] = False
+        if unpadded is not None:
+            in_f = _interior(fb, unpadded) & _interior(fd, unpadded)
+            in_h = _interior(hb, unpadded) & _interior(hd, unpadded)
+            keep = in_f[mf] & in_h[mh]
+            # a matched partner of a frame bar becomes unmatched
+            um_f[mf[~keep]] = True
+            um_h[mh[~keep]] = True
+            mf, mh = mf[keep], mh[keep]
+            um_f &= in_f
+            um_h &= in_h
+            fb, fd, hb, hd = fb - 1, fd - 1, hb - 1, hd - 1
+        fields["pmb"].append(fb[mf])
+        fields["pmd"].append(fd[mf])
+        fields["tmb"].append(hb[mh])
+        fields["tmd"].append(hd[mh])
+        fields["pub"].append(fb[um_f])
+        fields["pud"].append(fd[um_f])
+        fields["tub"].append(hb[um_h])
+        fields["tud"].append(hd[um_h])
+    return BettiMatchingResult(
+        pred_matched_birth=fields["pmb"],
+        pred_matched_death=fields["pmd"],
+        target_matched_birth=fields["tmb"],
+        target_matched_death=fields["tmd"],
+        pred_unmatched_birth=fields["pub"],
+        pred_unmatched_death=fields["pud"],
+        target_unmatched_birth=fields["tub"],
+        target_unmatched_death=fields["tud"],
+        num_matched=np.array([len(a) for a in fields["pmb"]], np.int64),
+        num_unmatched_pred=np.array([len(a) for a in fields["pub"]], np.int64),
+        num_unmatched_target=np.array([len(a) for a in fields["tub"]], np.int64),
+    )
+
+
+def _interior(coords: np.ndarray, unpadded) -> np.ndarray:
+    """Rows of padded coordinates that lie inside the original (unpadded) box."""
+    hi = np.asarray(unpadded)
+    return np.all((coords >= 1) & (coords <= hi), axis=1)
+
+
+def betti_matching_batch(
+    predictions, targets, filtration: str = "superlevel", num_workers: Optional[int] = None, relative: bool = False
+) -> List[BettiMatchingResult]:
+    """:func:`betti_matching` for a batch, samples run in parallel threads (the kernels release the GIL).
+
+    Parameters
+    ----------
+    predictions, targets : sequence of arrays or array/tensor of shape (N, *spatial)
+    num_workers : int, optional
+        Thread count, default ``min(N, os.cpu_count())``.
+    """
+    preds = list(predictions)
+    tgts = list(targets)
+    if len(preds) != len(tgts):
+        raise ValueError(f"predictions and targets must have the same length, got {len(preds)} and {len(tgts)}.")
+    if not preds:
+        return []
+    workers = num_workers or min(len(preds), os.cpu_count() or 1)
+    if workers <= 1 or len(preds) == 1:
+        return [betti_matching(p, t, filtration, relative) for p, t in zip(preds, tgts)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda pt: betti_matching(pt[0], pt[1], filtration, relative), zip(preds, tgts)))
+
+
+def barcode(image, filtration: str = "sublevel") -> Barcode:
+    """Finite persistence barcode (V-construction) of one 2D/3D image with critical voxels.
+
+    Bars of zero length and the essential component are left out. ``birth_values``/``death_values`` are the
+    input's values at the critical voxels (for ``"superlevel"`` births are the larger values).
+    """
+    _check_filtration(filtration)
+    x = _as_array(image, "image")
+    w = _working(x, filtration)
+    r, nr = dense_rank(w.ravel())
+    per_dim = barcode_grid(r, nr, _shape3(x.shape), x.ndim)
+    flat = x.ravel()
+    births, deaths, bv, dv = [], [], [], []
+    for b, d in per_dim:
+        births.append(_unravel(b, x.shape))
+        deaths.append(_unravel(d, x.shape))
+        bv.append(flat[b].astype(np.float64))
+        dv.append(flat[d].astype(np.float64))
+    return Barcode(birth=births, death=deaths, birth_values=bv, death_values=dv)
+
+
+def betti_numbers(binary_image) -> np.ndarray:
+    """Betti numbers of the foreground (nonzero voxels) of a 2D/3D image, 4/6-connected (V-construction).
+
+    The essential component is counted (``beta_0 = number of components``). Returns int64 of shape ``(ndim,)``.
+    """
+    x = _as_array(binary_image, "binary_image")
+    fg = (x != 0).astype(np.float64)
+    bc = barcode(1.0 - fg, filtration="sublevel")
+    out = np.array([len(b) for b in bc.birth], np.int64)
+    if fg.any():
+        out[0] += 1
+    return out

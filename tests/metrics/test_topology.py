@@ -1,0 +1,179 @@
+"""Tests for medloss.metrics.topology (Betti number error, Betti matching error and their MONAI metrics)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from medloss.metrics.topology import (
+    BettiMatchingErrorMetric,
+    BettiNumberErrorMetric,
+    betti_matching_error,
+    betti_number_error,
+)
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "betti"
+CASES = [
+    "identical_binary_2d",
+    "broken_vessel_2d",
+    "spurious_blob_2d",
+    "broken_ring_2d",
+    "diagonal_line_2d",
+    "broken_tube_3d",
+    "torus_3d",
+    "hollow_sphere_3d",
+    "random_64x64_seed0",
+    "random_128x128_seed0",
+    "random_32x32x32_seed0",
+    "quantized_48x48_seed2",
+]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_reference_bme_bne(name):
+    d = np.load(DATA / f"{name}.npz")
+    bme = betti_matching_error(d["pred"], d["gt"])
+    bne = betti_number_error(d["pred"], d["gt"])
+    np.testing.assert_array_equal(bme.per_dim, d["bme_per_dim"])
+    np.testing.assert_array_equal(bne.per_dim, d["bne_per_dim"])
+    assert bme.total == d["bme_per_dim"].sum() and bne.total == d["bne_per_dim"].sum()
+    assert bme.per_dim.dtype == np.int64 and bme.per_dim.shape == (d["pred"].ndim,)
+
+
+def test_right_number_wrong_place():
+    # two components each, but one of them at a different place: BNE 0, BME 2 (paper's Fig. 1 situation)
+    pred = np.zeros((12, 12))
+    gt = np.zeros((12, 12))
+    pred[1:3, 1:3] = gt[1:3, 1:3] = 1
+    pred[1:3, 8:10] = 1
+    gt[8:10, 1:3] = 1
+    assert betti_number_error(pred, gt).per_dim.tolist() == [0, 0]
+    assert betti_matching_error(pred, gt).per_dim.tolist() == [2, 0]
+
+
+def test_empty_prediction_counts_essential_component():
+    gt = np.zeros((10, 10))
+    gt[1:3, 1:3] = gt[6:8, 6:8] = 1
+    empty = np.zeros_like(gt)
+    assert betti_number_error(empty, gt).per_dim.tolist() == [2, 0]
+    assert betti_matching_error(empty, gt).per_dim.tolist() == [2, 0]
+    assert betti_matching_error(gt, empty).per_dim.tolist() == [2, 0]
+    assert betti_matching_error(empty, empty).per_dim.tolist() == [0, 0]
+
+
+def test_threshold_binarises_prediction():
+    gt = np.zeros((8, 12))
+    gt[3, 1:11] = 1
+    pred = gt * 0.9 + 0.05
+    pred[3, 6] = 0.4  # broken at threshold 0.5, connected at threshold 0.3
+    assert betti_matching_error(pred, gt).per_dim.tolist() == [1, 0]
+    assert betti_matching_error(pred, gt, threshold=0.3).per_dim.tolist() == [0, 0]
+    assert betti_number_error(torch.tensor(pred), torch.tensor(gt) > 0).per_dim.tolist() == [1, 0]
+
+
+def test_relative_border_to_border_vessel():
+    gt = np.zeros((10, 14))
+    gt[5, :] = 1
+    pred = gt.copy()
+    pred[5, 7] = 0
+    # absolute: one extra component; relative to the border: one of the two loops closed by the vessel is lost
+    assert betti_number_error(pred, gt).per_dim.tolist() == [1, 0]
+    assert betti_number_error(pred, gt, relative=True).per_dim.tolist() == [0, 1]
+    assert betti_matching_error(pred, gt, relative=True).per_dim.tolist() == [0, 1]
+
+
+def test_batched_shapes_and_include_background():
+    rng = np.random.default_rng(0)
+    pred = rng.uniform(size=(2, 3, 9, 8))
+    gt = (rng.uniform(size=(2, 3, 9, 8)) > 0.5).astype(float)
+    for fn in (betti_matching_error, betti_number_error):
+        out = fn(pred, gt)
+        assert out.per_dim.shape == (2, 3, 2) and out.total.shape == (2, 3)
+        for b in range(2):
+            for c in range(3):
+                np.testing.assert_array_equal(out.per_dim[b, c], fn(pred[b, c], gt[b, c]).per_dim)
+        np.testing.assert_array_equal(out.total, out.per_dim.sum(-1))
+        no_bg = fn(torch.tensor(pred), torch.tensor(gt), include_background=False)
+        np.testing.assert_array_equal(no_bg.per_dim, out.per_dim[:, 1:])
+    assert betti_matching_error(pred, gt).total.sum() > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(hnp.arrays(bool, st.tuples(st.integers(2, 9), st.integers(2, 9))), st.data())
+def test_bme_at_least_bne_with_same_parity_2d(pred, data):
+    gt = data.draw(hnp.arrays(bool, pred.shape))
+    bme = betti_matching_error(pred, gt).per_dim
+    bne = betti_number_error(pred, gt).per_dim
+    assert (bme >= bne).all() and ((bme - bne) % 2 == 0).all()
+
+
+@settings(max_examples=15, deadline=None)
+@given(hnp.arrays(bool, st.tuples(st.integers(2, 5), st.integers(2, 5), st.integers(2, 5))), st.data())
+def test_bme_at_least_bne_with_same_parity_3d(pred, data):
+    gt = data.draw(hnp.arrays(bool, pred.shape))
+    for relative in (False, True):
+        bme = betti_matching_error(pred, gt, relative=relative).per_dim
+        bne = betti_number_error(pred, gt, relative=relative).per_dim
+        assert (bme >= bne).all() and ((bme - bne) % 2 == 0).all()
+
+
+@pytest.mark.parametrize(
+    "cls, fn", [(BettiMatchingErrorMetric, betti_matching_error), (BettiNumberErrorMetric, betti_number_error)]
+)
+@pytest.mark.parametrize("spatial", [(10, 9), (6, 5, 7)])
+def test_cumulative_metric(cls, fn, spatial):
+    rng = np.random.default_rng(1)
+    batches = [
+        (
+            torch.tensor(rng.uniform(size=(2, 2) + spatial)),
+            torch.tensor((rng.uniform(size=(2, 2) + spatial) > 0.5) * 1.0),
+        )
+        for _ in range(2)
+    ]
+    metric = cls()
+    per_dim_metric = cls(include_background=False, per_dimension=True, reduction="mean_batch", get_not_nans=True)
+    for y_pred, y in batches:
+        out = metric(y_pred=y_pred, y=y)
+        assert out.shape == (2, 2)
+        per_dim_metric(y_pred=y_pred, y=y)
+    expected = np.concatenate([fn(p.numpy(), g.numpy()).total for p, g in batches])
+    assert metric.aggregate().item() == pytest.approx(expected.mean())
+    assert metric.aggregate("sum").item() == pytest.approx(expected.sum())
+    np.testing.assert_allclose(metric.aggregate("none").numpy(), expected)
+    f, not_nans = per_dim_metric.aggregate()
+    expected_dim = np.concatenate([fn(p.numpy(), g.numpy(), include_background=False).per_dim for p, g in batches])
+    np.testing.assert_allclose(f.numpy(), expected_dim.mean(0))
+    assert f.shape == (1, len(spatial)) and (not_nans == 4).all()
+    metric.reset()
+    # list input of channel-first tensors (MONAI decollated batches)
+    metric([p for p in batches[0][0]], [g for g in batches[0][1]])
+    np.testing.assert_allclose(metric.aggregate("none").numpy(), expected[:2])
+
+
+@pytest.mark.parametrize("fn", [betti_matching_error, betti_number_error])
+def test_bad_inputs(fn):
+    ok = np.zeros((6, 6))
+    with pytest.raises(ValueError, match="same shape"):
+        fn(ok, np.zeros((6, 5)))
+    with pytest.raises(ValueError, match="spatial"):
+        fn(np.zeros(6), np.zeros(6))
+    with pytest.raises(ValueError, match="spatial"):
+        fn(np.zeros((1, 1, 2, 2, 2, 2)), np.zeros((1, 1, 2, 2, 2, 2)))
+    with pytest.raises(ValueError, match="empty"):
+        fn(np.zeros((0, 1, 4, 4)), np.zeros((0, 1, 4, 4)))
+    bad = ok.copy()
+    bad[1, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fn(bad, ok)
+    with pytest.raises(ValueError, match="NaN"):
+        fn(ok, ok + np.inf)
+    with pytest.raises(ValueError, match="binary"):
+        fn(ok, ok + 0.5)
+    with pytest.raises(ValueError, match="numpy array or torch tensor"):
+        fn([[0, 1]], ok)
+    with pytest.raises(ValueError, match="y_pred"):
+        BettiMatchingErrorMetric()(y_pred=torch.zeros(1, 6, 6), y=torch.zeros(1, 6, 6))
