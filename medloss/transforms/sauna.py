@@ -664,7 +664,8 @@ def sauna_to_label(
         channel_dim: axis of the channels.
 
     Returns:
-        Same type (and device) as ``signed``: ``(1, *spatial)`` / ``(B, 1, *spatial)`` int64 labels, or bool masks.
+        Same type (and device) as ``signed``, a MetaTensor keeping ``signed.meta``: ``(1, *spatial)`` /
+        ``(B, 1, *spatial)`` int64 labels, or bool masks.
 
     Raises:
         ValueError: not an array/tensor, empty, NaN, non-real dtype, bad ``channel_dim`` or ``classes`` length.
@@ -689,9 +690,11 @@ def sauna_to_label(
             raise ValueError(f"signed must be a real floating point array, got dtype {x.dtype}.")
         if np.issubdtype(x.dtype, np.floating) and bool(np.isnan(x).any()):
             raise ValueError("signed contains NaN values.")
+    # a MetaTensor input keeps its metadata (affine, filename) so that MONAI's SaveImage can write the labels
+    keep_meta = (lambda out: MetaTensor(out, meta=signed.meta)) if isinstance(signed, MetaTensor) else (lambda out: out)
     above = x >= threshold
     if not exclusive:
-        return above
+        return keep_meta(above)
     n_ch = x.shape[channel_dim]
     ids = list(range(1, n_ch + 1)) if classes is None else [int(c) for c in classes]
     if len(ids) != n_ch:
@@ -699,7 +702,7 @@ def sauna_to_label(
     if is_torch:
         best = torch.argmax(x, dim=channel_dim, keepdim=True)
         lut = torch.as_tensor(ids, dtype=torch.long, device=x.device)
-        labels = torch.where(above.any(dim=channel_dim, keepdim=True), lut[best], torch.zeros_like(best))
+        labels = keep_meta(torch.where(above.any(dim=channel_dim, keepdim=True), lut[best], torch.zeros_like(best)))
     else:
         best = np.argmax(x, axis=channel_dim)
         best = np.expand_dims(best, channel_dim)

@@ -356,6 +356,11 @@ def test_dictionary_transform_with_metatensor():
     np.testing.assert_array_equal(overwritten["label"], SAUNATransform(num_classes=5)(label))
     missing = SAUNATransformd(["label", "other"], allow_missing_keys=True, num_classes=5)({"label": label})
     assert set(missing) == {"label"}
+    # decoding keeps the metadata, so MONAI's SaveImage can write the labels back with the case's geometry
+    decoded = sauna_to_label(soft, classes=[1, 2, 3, 4])
+    assert isinstance(decoded, MetaTensor) and torch.equal(decoded.affine, affine)
+    assert decoded.meta["filename_or_obj"] == "case_0.nii.gz"
+    np.testing.assert_array_equal(decoded.numpy()[0], np.where(label[0] <= 4, label[0], 0))
 
 
 # -------------------------------------------------------------------------------------------------------- bad inputs
