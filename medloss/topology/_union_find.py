@@ -108,14 +108,15 @@ def top_pairs(node_rank, node_rank_c, faces, face_rank, top_dim, border, n1, n2,
     """Dual union-find over (top-1)-cells in decreasing filtration order.
 
     Returns (birth face ids, death top-cell base voxels, pair index keyed by the comparison-younger node,
-    cleared flags per face position). ``node_rank_c`` ages the lockstep twin (pass ``node_rank`` itself for a
-    plain barcode). ``cleared[i]`` marks faces that merge (positive (top-1)-cells, zero-length included),
-    whose columns can be skipped in the next-lower reduction.
+    cleared flags per face position). ``node_rank_c`` ages the lockstep twin (pass the ``node_rank`` object
+    itself for a plain barcode: the twin is then skipped). ``cleared[i]`` marks faces that merge (positive
+    (top-1)-cells, zero-length included), whose columns can be skipped in the next-lower reduction.
     """
     nv = border.shape[0]
     s0 = n1 * n2
     parent = np.arange(nv + 1).astype(np.int32)
-    parent_c = np.arange(nv + 1).astype(np.int32)
+    twin = node_rank_c is not node_rank
+    parent_c = np.arange(nv + 1 if twin else 1).astype(np.int32)
     nf = faces.shape[0]
     births = np.empty(nv, np.int32)
     deaths = np.empty(nv, np.int32)
@@ -130,9 +131,12 @@ def top_pairs(node_rank, node_rank_c, faces, face_rank, top_dim, border, n1, n2,
         if ra == rb:
             continue
         old, young = _older_max(node_rank, ra, rb)
-        oc, yc = _older_max(node_rank_c, find(parent_c, a), find(parent_c, b))
         parent[young] = old
-        parent_c[yc] = oc
+        if twin:
+            oc, yc = _older_max(node_rank_c, find(parent_c, a), find(parent_c, b))
+            parent_c[yc] = oc
+        else:
+            yc = young
         if want_clear:
             cleared[i] = True
         if node_rank[young] > face_rank[i]:
