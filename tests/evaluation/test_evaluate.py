@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from medloss.evaluation import evaluate_folder
-from medloss.evaluation.case_metrics import surface_metrics
+from medloss.evaluation.metrics import surface_metrics
 
 SPACING_ZYX = (2.0, 0.8, 0.8)
 
