@@ -95,3 +95,12 @@ def test_ci_runs_the_readme_test_command():
     test_command = ci_lines[-1].strip()
     assert test_command in readme, "the last command of .ci/run must appear verbatim in README.md"
     assert re.search(r"pytest", test_command)
+
+
+def test_example_command_runs_every_loss():
+    out = run_cli("example", "--size", "24")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "every loss ranks the good prediction better" in out.stdout
+    for name in ("JaccardMetricLoss", "SAUNALoss", "MIPLoss", "BettiMatchingLoss", "FairErrorBoundScalingLoss",
+                 "SinkhornDistanceLoss", "EnergyDistanceLoss", "IMPACTLoss"):
+        assert name in out.stdout
