@@ -23,7 +23,8 @@ def test_version_and_help():
     assert out.returncode == 0 and out.stdout.strip() == f"medloss {medloss.__version__}"
     out = run_cli("--help")
     assert out.returncode == 0
-    assert "example" in out.stdout
+    for command in ("demo", "example", "evaluate", "nnunet"):
+        assert command in out.stdout
     # no subcommand prints the help and succeeds
     assert run_cli().returncode == 0
 

@@ -1,0 +1,109 @@
+"""``medloss demo``: a tiny end-to-end run on phantoms and on a NIfTI folder, and clear errors for bad input."""
+
+import argparse
+import json
+import math
+
+import numpy as np
+import pytest
+
+from medloss import demo
+
+
+def _args(tmp_path, *extra):
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    return parser.parse_args(["--output", str(tmp_path / "out"), "--no-progress", "--size", "24", "--patch", "16",
+                              "--iterations", "6", "--batch-size", "1", *extra])
+
+
+def _check_metrics(means, names):
+    assert list(means) == names
+    for m in means.values():
+        assert 0.0 <= m["Dice"] <= 1.0 and 0.0 <= m["clDice"] <= 1.0
+        for key in ("BNE0", "BNE1", "BNE2", "BNE", "BME"):
+            assert math.isfinite(m[key]) and m[key] >= 0
+        assert math.isclose(m["BNE"], m["BNE0"] + m["BNE1"] + m["BNE2"])
+
+
+def test_tiny_run_writes_report(tmp_path, capsys):
+    args = _args(tmp_path, "--cases", "2", "--test-cases", "1")
+    assert demo.main(args) == 0
+    out = tmp_path / "out"
+    for name in ("report.md", "metrics.json", "metrics_bar.png", "mip_phantom_002.png"):
+        assert (out / name).stat().st_size > 0, name
+    result = json.loads((out / "metrics.json").read_text())
+    _check_metrics(result["mean"], list(demo.LOSSES))
+    assert result["test_cases"] == ["phantom_002"] and result["train_cases"] == ["phantom_000", "phantom_001"]
+    # the Betti model branches from the baseline run and ends at the same iteration count
+    assert 0 < result["betti_branch_iteration"] < 6
+    report = (out / "report.md").read_text()
+    printed = capsys.readouterr().out
+    for name in demo.LOSSES:
+        assert f"| {demo.MODEL_NAMES[name]} |" in report
+        assert f"| {demo.MODEL_NAMES[name]} |" in printed
+    png = (out / "metrics_bar.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_seeded_runs_are_reproducible(tmp_path):
+    first = demo.run(_args(tmp_path, "--cases", "1", "--test-cases", "1", "--losses", "baseline,betti"))
+    second = demo.run(_args(tmp_path, "--cases", "1", "--test-cases", "1", "--losses", "baseline,betti"))
+    assert first["mean"] == second["mean"]
+    # without the baseline model, the Betti model still branches from the same (re-trained) baseline run
+    alone = demo.run(_args(tmp_path, "--cases", "1", "--test-cases", "1", "--losses", "betti"))
+    assert alone["mean"]["betti"] == first["mean"]["betti"]
+
+
+def test_betti_branch_continues_the_baseline_run(tmp_path):
+    # with weight 0 the fine-tuned model must be the baseline itself: same weights, optimiser state and patches
+    a = _args(tmp_path, "--cases", "1", "--test-cases", "1", "--losses", "baseline,betti", "--betti-weight", "0")
+    result = demo.run(a)
+    assert result["mean"]["betti"] == result["mean"]["baseline"]
+
+
+def _write_folder(root, n, shape=(20, 20, 14)):  # 14 < patch 16: padded for training and inference
+    import nibabel as nib
+
+    from medloss.synthetic import vessel_image, vessel_phantom
+
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    for i in range(n):
+        label = vessel_phantom(shape, seed=10 + i)
+        affine = np.diag([0.5, 0.5, 0.8, 1.0])
+        nib.save(nib.Nifti1Image(vessel_image(label, seed=i) * 300, affine), str(root / "imagesTr" / f"v_{i}_0000.nii.gz"))
+        nib.save(nib.Nifti1Image(label * 2, affine), str(root / "labelsTr" / f"v_{i}.nii.gz"))  # label 2 -> vessel
+
+
+def test_nifti_folder(tmp_path):
+    _write_folder(tmp_path / "data", 3)
+    args = _args(tmp_path, "--data", str(tmp_path / "data"), "--test-cases", "1", "--losses", "baseline,sauna")
+    result = demo.run(args)
+    assert result["train_cases"] == ["v_0", "v_1"] and result["test_cases"] == ["v_2"]
+    _check_metrics(result["mean"], ["baseline", "sauna"])
+    assert (tmp_path / "out" / "mip_v_2.png").exists()
+
+
+def test_bad_data_folder(tmp_path, capsys):
+    with pytest.raises(ValueError, match="not a folder"):
+        demo.run(_args(tmp_path, "--data", str(tmp_path / "missing")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="imagesTr/ and labelsTr/"):
+        demo.run(_args(tmp_path, "--data", str(tmp_path / "empty")))
+    _write_folder(tmp_path / "one", 1)
+    with pytest.raises(ValueError, match="at least 2"):
+        demo.run(_args(tmp_path, "--data", str(tmp_path / "one")))
+    (tmp_path / "one" / "labelsTr" / "v_0.nii.gz").unlink()
+    with pytest.raises(ValueError, match="has no label"):
+        demo.run(_args(tmp_path, "--data", str(tmp_path / "one")))
+    # the command reports the error instead of a traceback
+    assert demo.main(_args(tmp_path, "--data", str(tmp_path / "missing"))) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [("--losses", "dice"), ("--losses", ""), ("--iterations", "0"),
+                                    ("--patch", "18"), ("--betti-fraction", "1.5")])
+def test_bad_options(tmp_path, option):
+    with pytest.raises(ValueError):
+        demo.run(_args(tmp_path, "--cases", "1", "--test-cases", "1", *option))
