@@ -104,6 +104,14 @@ class nnUNetTrainerMedloss(nnUNetTrainer):
         """The method's loss, constructed with ``activation`` (MONAI flags matching nnU-Net's decoding)."""
         return None
 
+    def deep_supervised(self, loss: nn.Module) -> nn.Module:
+        """``loss`` wrapped for deep supervision exactly as nnU-Net wraps its own (weights, DDP special case)."""
+        default = nnUNetTrainer._build_loss(self)
+        if isinstance(default, DeepSupervisionWrapper):
+            default.loss = loss
+            return default
+        return loss
+
     def build_base_loss(self) -> nn.Module:
         """nnU-Net's own loss (Dice+CE, or Dice+BCE for regions), deep-supervision wrapped as nnU-Net does."""
         return super()._build_loss()

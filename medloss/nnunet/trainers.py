@@ -23,9 +23,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from medloss.nnunet.base import (_MaskedBCE, _Scaled, add_epoch_variants,
-                                 nnUNetTrainerMedloss)
-from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from medloss.nnunet.base import _MaskedBCE, _Scaled, add_epoch_variants, nnUNetTrainerMedloss
+
 
 # ---------------------------------------------------------------------------------------------------------------
 class nnUNetTrainerMedlossMIP(nnUNetTrainerMedloss):
@@ -83,12 +82,7 @@ class nnUNetTrainerMedlossJaccard(nnUNetTrainerMedloss):
             ce: nn.Module = _MaskedBCE(lm.ignore_label is not None)
         else:
             ce = RobustCrossEntropyLoss(ignore_index=lm.ignore_label if lm.ignore_label is not None else -100)
-        ce = _Scaled(ce, float(self.medloss["ce_weight"]))
-        default = super().build_base_loss()
-        if isinstance(default, DeepSupervisionWrapper):
-            default.loss = ce
-            return default
-        return ce
+        return self.deep_supervised(_Scaled(ce, float(self.medloss["ce_weight"])))
 
 
 class nnUNetTrainerMedlossDiceSemimetric(nnUNetTrainerMedlossJaccard):

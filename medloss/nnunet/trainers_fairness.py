@@ -35,7 +35,6 @@ from typing import Dict, Iterable, Optional
 
 import numpy as np
 import torch
-from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from torch import nn
 
 from medloss.nnunet.base import add_epoch_variants, nnUNetTrainerMedloss
@@ -253,12 +252,7 @@ class nnUNetTrainerMedlossFairScaling(nnUNetTrainerMedloss):
 
         lm = self.label_manager
         ce: nn.Module = _MaskedBCE(False) if lm.has_regions else RobustCrossEntropyLoss()
-        ce = _Scaled(ce, float(self.medloss["ce_weight"]))
-        default = super().build_base_loss()
-        if isinstance(default, DeepSupervisionWrapper):
-            default.loss = ce
-            return default
-        return ce
+        return self.deep_supervised(_Scaled(ce, float(self.medloss["ce_weight"])))
 
     # ---- steps: the batch's groups go to the loss before nnU-Net's step runs ----------------------------------------
     def _set_groups(self, batch: dict) -> None:
