@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Tuple, Union
+from typing import Any, Union
 
 import numpy as np
 import torch
-from monai.metrics import CumulativeIterationMetric
-from monai.metrics.utils import do_metric_reduction
 from monai.utils import MetricReduction
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
 from medloss.metrics.topology import ArrayLike, _binarize_pair
+from medloss.metrics.utils import ReducedMetric
 
 __all__ = ["cldice", "ClDiceMetric"]
 
@@ -102,7 +101,7 @@ def cldice(
     return scores.reshape(shape[0], channels)
 
 
-class ClDiceMetric(CumulativeIterationMetric):
+class ClDiceMetric(ReducedMetric):
     """Centre-line Dice as a MONAI cumulative metric (see :func:`cldice`).
 
     Shit et al., "clDice - a Novel Topology-Preserving Loss Function for Tubular Structure Segmentation",
@@ -139,17 +138,6 @@ class ClDiceMetric(CumulativeIterationMetric):
     def _compute_tensor(  # type: ignore[override]
         self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs: Any
     ) -> torch.Tensor:
-        if y_pred.ndim not in (4, 5):
-            raise ValueError(f"y_pred must have shape (B, C, H, W[, D]), got {tuple(y_pred.shape)}.")
+        self.check_batched(y_pred)
         scores = cldice(y_pred, y, self.threshold, self.include_background, self.ignore_empty)
         return torch.as_tensor(scores, dtype=torch.float32, device=y_pred.device)
-
-    def aggregate(
-        self, reduction: Union[MetricReduction, str, None] = None
-    ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
-        """Reduce the buffered ``(B, C)`` scores with ``reduction`` (default: the instance's)."""
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor):
-            raise ValueError("the data to aggregate must be a PyTorch Tensor.")
-        f, not_nans = do_metric_reduction(data, reduction or self.reduction)
-        return (f, not_nans) if self.get_not_nans else f

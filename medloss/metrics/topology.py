@@ -6,9 +6,9 @@ from typing import Any, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import torch
-from monai.metrics import CumulativeIterationMetric
-from monai.metrics.utils import do_metric_reduction
 from monai.utils import MetricReduction
+
+from medloss.metrics.utils import ReducedMetric
 
 __all__ = [
     "TopologyError",
@@ -215,7 +215,7 @@ def betti_matching_error(
     return _shape_output(per_inst, batched, _lead_shape(prediction, include_background))
 
 
-class _TopologyMetric(CumulativeIterationMetric):
+class _TopologyMetric(ReducedMetric):
     _fn = staticmethod(betti_number_error)
 
     def __init__(
@@ -238,23 +238,12 @@ class _TopologyMetric(CumulativeIterationMetric):
     def _compute_tensor(  # type: ignore[override]
         self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs: Any
     ) -> torch.Tensor:
-        if y_pred.ndim not in (4, 5):
-            raise ValueError(f"y_pred must have shape (B, C, H, W[, D]), got {tuple(y_pred.shape)}.")
+        self.check_batched(y_pred)
         result = self._fn(
             y_pred, y, threshold=self.threshold, relative=self.relative, include_background=self.include_background
         )
         out = result.per_dim if self.per_dimension else result.total
         return torch.as_tensor(out, dtype=torch.float32, device=y_pred.device)
-
-    def aggregate(
-        self, reduction: Union[MetricReduction, str, None] = None
-    ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
-        """Reduce the buffered ``(B, C)`` (or ``(B, C, ndim)``) errors with ``reduction`` (default: the instance's)."""
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor):
-            raise ValueError("the data to aggregate must be a PyTorch Tensor.")
-        f, not_nans = do_metric_reduction(data, reduction or self.reduction)
-        return (f, not_nans) if self.get_not_nans else f
 
 
 class BettiNumberErrorMetric(_TopologyMetric):
