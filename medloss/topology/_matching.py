@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._cells import border_flags, parent_voxel, sorted_cells, top_ranks
-from ._reduction import reduce_columns, relaxed_column_order
-from ._union_find import dim0_match, dim0_pairs, top_pairs
+from ._cells import border_flags, cell_rank, parent_voxel, sorted_cells, top_ranks
+from ._reduction import reduce_columns
+from ._union_find import dim0_match, dim0_pairs, merging_faces, top_pairs
 
 
 @njit(cache=True, nogil=True)
@@ -84,37 +84,70 @@ def _top_match(c_deaths, f_by_c, h_by_c):
 
 
 @njit(cache=True, nogil=True)
-def _positive_deaths(edge_rank, col_rank, pivots):
-    out = np.zeros(col_rank.shape[0], np.bool_)
-    for k in range(col_rank.shape[0]):
-        p = pivots[k]
-        out[k] = p >= 0 and edge_rank[p] < col_rank[k]
-    return out
+def lowest_block_size(col_rank):
+    """Length of the leading tie block of a column order (all columns of the lowest rank)."""
+    b = 0
+    while b < col_rank.shape[0] and col_rank[b] == col_rank[0]:
+        b += 1
+    return b
 
 
 @njit(cache=True, nogil=True)
-def _image_pivots(c_cols, c_col_rank, node_c, c_cleared_in, need, f_cols, f_row_pos, n_rows, border, n1, n2, size):
-    """Pivots (rows in f's edge order) of the comparison image's 2-cell columns, indexed like ``c_cols``."""
-    f_col_pos = _row_positions(f_cols, size)
-    key = np.empty(c_cols.shape[0], np.int32)
-    for k in range(c_cols.shape[0]):
-        key[k] = f_col_pos[c_cols[k]]
-    perm = relaxed_column_order(c_col_rank, need, key)
-    identity = True
-    for k in range(perm.shape[0]):
-        if perm[k] != k:
-            identity = False
-            break
-    if identity:
-        return reduce_columns(c_cols, c_cleared_in, f_row_pos, n_rows, n1, n2)
-    cols = c_cols[perm]
-    # which columns are dependent on earlier ones depends on the order, so clear again for the relaxed order
-    # (positivity of a 2-cell is a property of the 2-cell order alone; node ages are irrelevant here)
-    cleared = top_pairs(node_c, node_c, cols, c_col_rank[perm], 3, border, n1, n2, True)[3]
-    piv = reduce_columns(cols, cleared, f_row_pos, n_rows, n1, n2)
-    out = np.empty_like(piv)
-    out[perm] = piv
+def _block_in_row_order(k_cols, rank_c, block_rank, b, n1, n2):
+    """The ``b`` columns of c's lowest tie block (c-rank ``block_rank``), in the order of ``k_cols``."""
+    out = np.empty(b, np.int32)
+    m = 0
+    for i in range(k_cols.shape[0]):
+        if cell_rank(rank_c, 2, k_cols[i], n1, n2) == block_rank:
+            out[m] = k_cols[i]
+            m += 1
     return out
+
+
+def _image_pivots(rank_c, node_c, c_cols, c_col_rank, c_cleared, snapshot, k_cols, k_row_pos, n_rows, border, n1, n2):
+    """Pivots (rows in k's edge order) of c's 2-cell columns in the image reduction H1(K^k) -> H1(K^c).
+
+    Columns must come in c's order, except that c's lowest tie block (the union of the foregrounds in the usual
+    superlevel case: one huge block for a binary target) is re-sorted in k's column order. Exact: a pivot depends
+    only on the *set* of columns before it, the block holds no column whose pivot is read (a c-bar born and dead
+    in the lowest rank has length zero), and later columns see the same set. In k's order the block reduces like
+    a plain barcode instead of scattering. Its clearing flags change with the order and are recomputed from the
+    dual union-find state before the block (``snapshot``); the other columns keep c's flags.
+    Pivots of the block's columns are returned as -1.
+    """
+    b = lowest_block_size(c_col_rank)
+    if b <= 1:
+        return reduce_columns(c_cols, c_cleared, k_row_pos, n_rows, n1, n2)
+    cols = c_cols.copy()
+    cols[:b] = _block_in_row_order(k_cols, rank_c, c_col_rank[0], b, n1, n2)
+    cleared = c_cleared.copy()
+    cleared[:b] = merging_faces(snapshot.copy(), node_c, cols[:b], 3, border, n1, n2)
+    piv = reduce_columns(cols, cleared, k_row_pos, n_rows, n1, n2)
+    piv[:b] = -1
+    return piv
+
+
+@njit(cache=True, nogil=True)
+def image_equals_comparison(nranks, edges, edge_rank, c_edges):
+    """True if the image reduction H1(K^k) -> H1(K^c) may be replaced by c's own reduction (binary images).
+
+    That holds when ``k`` has at most two values and c's edge order starts with k's lowest tie block A in the
+    same (id) order. Positive bars of such ``k`` are born in A, and a pivot that lands in A is decided by the
+    *set* of rows above it (all of B = the other edges, plus A's larger ids), never by the order inside B; so
+    rows may take c's order, which makes the image reduction c's reduction. Typical for a binary target:
+    c = min(f, h) is the target's foreground value there, so A leads c's order too.
+    """
+    if nranks == 1:
+        return True  # no positive bars, the pivots are never looked up
+    if nranks != 2:
+        return False
+    m = 0
+    while m < edge_rank.shape[0] and edge_rank[m] == 0:
+        m += 1
+    for i in range(m):
+        if edges[i] != c_edges[i]:
+            return False
+    return True
 
 
 def _voxel_pairs(rank, dim, births, deaths, top_dim, n1, n2):
@@ -156,9 +189,14 @@ def match_grids(rf, nf, rh, nh, rc, nc, shape3, ndim):
     node_f = top_ranks(rf, top_dim, n0, n1, n2)
     node_h = top_ranks(rh, top_dim, n0, n1, n2)
     clear = top_dim == 3
-    tfb, tfd, f_by_c, clr_f = top_pairs(node_f, node_c, faces["f"][0], faces["f"][1], top_dim, border, n1, n2, clear)
-    thb, thd, h_by_c, clr_h = top_pairs(node_h, node_c, faces["h"][0], faces["h"][1], top_dim, border, n1, n2, clear)
-    _, tcd, _, clr_c = top_pairs(node_c, node_c, faces["c"][0], faces["c"][1], top_dim, border, n1, n2, clear)
+    tfb, tfd, f_by_c, clr_f, _ = top_pairs(node_f, node_c, faces["f"][0], faces["f"][1], top_dim, border, n1, n2,
+                                           clear)
+    thb, thd, h_by_c, clr_h, _ = top_pairs(node_h, node_c, faces["h"][0], faces["h"][1], top_dim, border, n1, n2,
+                                           clear)
+    # snapshot before c's lowest tie block, for the image reductions' re-ordered block (see _image_pivots)
+    snap = lowest_block_size(faces["c"][1]) if clear else -1
+    _, tcd, _, clr_c, snapshot = top_pairs(node_c, node_c, faces["c"][0], faces["c"][1], top_dim, border, n1, n2,
+                                           clear, snap)
     mf, mh = _top_match(tcd, f_by_c, h_by_c)
     d = top_dim - 1
     out[d] = (*_voxel_pairs(rf, d, tfb, tfd, top_dim, n1, n2), *_voxel_pairs(rh, d, thb, thd, top_dim, n1, n2), mf, mh)
@@ -169,13 +207,15 @@ def match_grids(rf, nf, rh, nh, rc, nc, shape3, ndim):
         # one row-position table alive at a time (memory): c first, then f and h with their image reductions
         pos = _row_positions(edges["c"][0], size)
         res = {"c": reduce_columns(faces["c"][0], clr_c, pos, ne, n1, n2)}
-        need = _positive_deaths(edges["c"][1], faces["c"][1], res["c"])
         img = {}
-        for k, clr in (("f", clr_f), ("h", clr_h)):
+        for k, clr, nk in (("f", clr_f, nf), ("h", clr_h, nh)):
             pos = _row_positions(edges[k][0], size)
             res[k] = reduce_columns(faces[k][0], clr, pos, ne, n1, n2)
-            img[k] = _image_pivots(faces["c"][0], faces["c"][1], node_c, clr_c, need, faces[k][0], pos, ne, border,
-                                   n1, n2, size)
+            if image_equals_comparison(nk, edges[k][0], edges[k][1], edges["c"][0]):
+                img[k] = res["c"]
+            else:
+                img[k] = _image_pivots(rc, node_c, faces["c"][0], faces["c"][1], clr_c, snapshot, faces[k][0], pos, ne,
+                                       border, n1, n2)
         del pos
         img_f, img_h = img["f"], img["h"]
         mfb, mfd, mf_by = _middle_pairs(edges["f"][0], edges["f"][1], faces["f"][0], faces["f"][1], res["f"], size)
@@ -198,7 +238,7 @@ def barcode_grid(r, nr, shape3, ndim):
     out[0] = _voxel_pairs(r, 0, b, d, top_dim, n1, n2)
     faces = edges if top_dim == 2 else sorted_cells(r, nr, 2, n0, n1, n2)
     node = top_ranks(r, top_dim, n0, n1, n2)
-    b, d, _, clr = top_pairs(node, node, faces[0], faces[1], top_dim, border, n1, n2, top_dim == 3)
+    b, d, _, clr, _ = top_pairs(node, node, faces[0], faces[1], top_dim, border, n1, n2, top_dim == 3)
     out[top_dim - 1] = _voxel_pairs(r, top_dim - 1, b, d, top_dim, n1, n2)
     if top_dim == 3:
         size = 3 * n0 * n1 * n2

@@ -104,13 +104,15 @@ def _older_max(node_rank, a, b):
 
 
 @njit(cache=True, nogil=True)
-def top_pairs(node_rank, node_rank_c, faces, face_rank, top_dim, border, n1, n2, want_clear):
+def top_pairs(node_rank, node_rank_c, faces, face_rank, top_dim, border, n1, n2, want_clear, snap_at=-1):
     """Dual union-find over (top-1)-cells in decreasing filtration order.
 
     Returns (birth face ids, death top-cell base voxels, pair index keyed by the comparison-younger node,
     cleared flags per face position). ``node_rank_c`` ages the lockstep twin (pass the ``node_rank`` object
     itself for a plain barcode: the twin is then skipped). ``cleared[i]`` marks faces that merge (positive
     (top-1)-cells, zero-length included), whose columns can be skipped in the next-lower reduction.
+    With ``snap_at >= 0`` a copy of the union-find parents is taken just before face position ``snap_at - 1``
+    is processed (i.e. with exactly the faces at positions >= ``snap_at`` merged) and returned as a fifth value.
     """
     nv = border.shape[0]
     s0 = n1 * n2
@@ -122,8 +124,13 @@ def top_pairs(node_rank, node_rank_c, faces, face_rank, top_dim, border, n1, n2,
     deaths = np.empty(nv, np.int32)
     by_c_node = np.full(nv + 1, -1, np.int32)
     cleared = np.zeros(nf if want_clear else 0, np.bool_)
+    snapshot = parent[:0].copy()
+    if snap_at == nf:
+        snapshot = parent.copy()
     k = 0
     for i in range(nf - 1, -1, -1):
+        if i == snap_at - 1:
+            snapshot = parent.copy()
         cid = faces[i]
         a, b = cofaces(cid, top_dim, border, nv, s0, n2)
         ra = find(parent, a)
@@ -144,4 +151,23 @@ def top_pairs(node_rank, node_rank_c, faces, face_rank, top_dim, border, n1, n2,
             deaths[k] = young
             by_c_node[yc] = k
             k += 1
-    return births[:k].copy(), deaths[:k].copy(), by_c_node, cleared
+    return births[:k].copy(), deaths[:k].copy(), by_c_node, cleared, snapshot
+
+
+@njit(cache=True, nogil=True)
+def merging_faces(parent, node_rank, faces, top_dim, border, n1, n2):
+    """Which of ``faces`` merge dual components when processed last-to-first on top of the union-find state
+    ``parent`` (modified). Merging is a property of the set of faces processed before, not of their order.
+    Roots are linked by node age as in :func:`top_pairs`, which keeps the trees of the snapshot shallow."""
+    nv = border.shape[0]
+    s0 = n1 * n2
+    out = np.zeros(faces.shape[0], np.bool_)
+    for i in range(faces.shape[0] - 1, -1, -1):
+        a, b = cofaces(faces[i], top_dim, border, nv, s0, n2)
+        ra = find(parent, a)
+        rb = find(parent, b)
+        if ra != rb:
+            old, young = _older_max(node_rank, ra, rb)
+            parent[young] = old
+            out[i] = True
+    return out

@@ -21,8 +21,8 @@ from typing import List, Optional
 
 import numpy as np
 
-from ._cells import dense_rank
 from ._matching import barcode_grid, match_grids
+from ._ranks import dense_rank, rank_images
 
 __all__ = ["BettiMatchingResult", "Barcode", "betti_matching", "betti_matching_batch", "barcode", "betti_numbers"]
 
@@ -140,9 +140,7 @@ def betti_matching(prediction, target, filtration: str = "superlevel", relative:
         f, h = _pad_frame(f, frame), _pad_frame(h, frame)
     shape = f.shape
     ndim = len(shape)
-    rf, nf = dense_rank(f.ravel())
-    rh, nh = dense_rank(h.ravel())
-    rc, nc = dense_rank(np.minimum(f, h).ravel())
+    rf, nf, rh, nh, rc, nc = rank_images(f.ravel(), h.ravel())
     del f, h  # only the ranks are needed from here on
     per_dim = match_grids(rf, nf, rh, nh, rc, nc, _shape3(shape), ndim)
     return _assemble(per_dim, shape, p.shape if relative else None)
@@ -229,7 +227,8 @@ def barcode(image, filtration: str = "sublevel") -> Barcode:
     _check_filtration(filtration)
     x = _as_array(image, "image")
     w = _working(x, filtration)
-    r, nr = dense_rank(w.ravel())
+    r, uniq = dense_rank(w.ravel())
+    nr = uniq.size
     per_dim = barcode_grid(r, nr, _shape3(x.shape), x.ndim)
     flat = x.ravel()
     births, deaths, bv, dv = [], [], [], []
