@@ -7,7 +7,7 @@ from numba import njit
 
 from ._cells import border_flags, cell_rank, parent_voxel, sorted_cells, top_ranks
 from ._reduction import reduce_columns
-from ._union_find import dim0_match, dim0_pairs, merging_faces, top_pairs
+from ._union_find import binary_aligned, dim0_match, dim0_pairs, merging_faces, top_pairs
 
 
 @njit(cache=True, nogil=True)
@@ -104,7 +104,7 @@ def _block_in_row_order(k_cols, rank_c, block_rank, b, n1, n2):
     return out
 
 
-def _image_pivots(rank_c, node_c, c_cols, c_col_rank, c_cleared, snapshot, k_cols, k_row_pos, n_rows, border, n1, n2):
+def _image_pivots(rank_c, c_cols, c_col_rank, c_cleared, snapshot, k_cols, k_row_pos, n_rows, border, n1, n2):
     """Pivots (rows in k's edge order) of c's 2-cell columns in the image reduction H1(K^k) -> H1(K^c).
 
     Columns must come in c's order, except that c's lowest tie block (the union of the foregrounds in the usual
@@ -121,7 +121,7 @@ def _image_pivots(rank_c, node_c, c_cols, c_col_rank, c_cleared, snapshot, k_col
     cols = c_cols.copy()
     cols[:b] = _block_in_row_order(k_cols, rank_c, c_col_rank[0], b, n1, n2)
     cleared = c_cleared.copy()
-    cleared[:b] = merging_faces(snapshot.copy(), node_c, cols[:b], 3, border, n1, n2)
+    cleared[:b] = merging_faces(snapshot.copy(), cols[:b], 3, border, n1, n2)
     piv = reduce_columns(cols, cleared, k_row_pos, n_rows, n1, n2)
     piv[:b] = -1
     return piv
@@ -179,7 +179,8 @@ def match_grids(rf, nf, rh, nh, rc, nc, shape3, ndim):
     # dimension 0
     fb, fd, f_by = dim0_pairs(rf, edges["f"][0], edges["f"][1], n1, n2)
     hb, hd, h_by = dim0_pairs(rh, edges["h"][0], edges["h"][1], n1, n2)
-    mf, mh = dim0_match(rc, rf, rh, edges["c"][0], edges["c"][1], f_by, h_by, n1, n2)
+    mf, mh = dim0_match(rc, rf, rh, edges["c"][0], edges["c"][1], f_by, h_by, n1, n2,
+                        not binary_aligned(rh, nh, rc))
     out[0] = (*_voxel_pairs(rf, 0, fb, fd, top_dim, n1, n2), *_voxel_pairs(rh, 0, hb, hd, top_dim, n1, n2), mf, mh)
 
     # top dimension (dual union-find)
@@ -214,7 +215,7 @@ def match_grids(rf, nf, rh, nh, rc, nc, shape3, ndim):
             if image_equals_comparison(nk, edges[k][0], edges[k][1], edges["c"][0]):
                 img[k] = res["c"]
             else:
-                img[k] = _image_pivots(rc, node_c, faces["c"][0], faces["c"][1], clr_c, snapshot, faces[k][0], pos, ne,
+                img[k] = _image_pivots(rc, faces["c"][0], faces["c"][1], clr_c, snapshot, faces[k][0], pos, ne,
                                        border, n1, n2)
         del pos
         img_f, img_h = img["f"], img["h"]

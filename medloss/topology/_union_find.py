@@ -3,6 +3,9 @@
 Image persistence comes for free here: a second union-find performing the *same* unions as the first one but
 ageing components by another filtration tells which class of the other filtration a merge kills (brief §1.5).
 Pairs are returned as (birth cell id, death cell id) of positive persistence only.
+
+Every union-find is one ``(n, 2)`` int32 table of (parent, rank) rows: a root's age is read right after finding
+it, and keeping both in one cache line makes the random accesses of large grids about a third cheaper.
 """
 
 from __future__ import annotations
@@ -13,19 +16,51 @@ from numba import njit
 from ._cells import cofaces
 
 
+@njit(cache=True, nogil=True)
+def forest(rank):
+    """Union-find table of singletons: rows (parent, rank)."""
+    uf = np.empty((rank.shape[0], 2), np.int32)
+    for i in range(rank.shape[0]):
+        uf[i, 0] = i
+        uf[i, 1] = rank[i]
+    return uf
+
+
 @njit(cache=True, nogil=True, inline="always")
-def find(parent, x):
-    while parent[x] != x:
-        parent[x] = parent[parent[x]]
-        x = parent[x]
+def find(uf, x):
+    # path halving
+    while uf[x, 0] != x:
+        g = uf[uf[x, 0], 0]
+        uf[x, 0] = g
+        x = g
     return x
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _older_min(uf, a, b):
+    # components born first (smaller (rank, index)) are older
+    ra = uf[a, 1]
+    rb = uf[b, 1]
+    if ra < rb or (ra == rb and a < b):
+        return a, b
+    return b, a
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _older_max(uf, a, b):
+    # top cells: larger (rank, index) is older; the outside node has rank +inf
+    ra = uf[a, 1]
+    rb = uf[b, 1]
+    if ra > rb or (ra == rb and a > b):
+        return a, b
+    return b, a
 
 
 @njit(cache=True, nogil=True)
 def dim0_pairs(rank, edges, edge_rank, n1, n2):
     """Kruskal on edges in filtration order. Returns (birth voxels, death edge ids, pair index by birth voxel)."""
     nv = rank.shape[0]
-    parent = np.arange(nv).astype(np.int32)
+    uf = forest(rank)
     births = np.empty(nv, np.int32)
     deaths = np.empty(nv, np.int32)
     by_birth = np.full(nv, -1, np.int32)
@@ -35,17 +70,13 @@ def dim0_pairs(rank, edges, edge_rank, n1, n2):
         e = edges[i]
         u = e // 3
         w = u + s[e - 3 * u]
-        ru = find(parent, u)
-        rw = find(parent, w)
+        ru = find(uf, u)
+        rw = find(uf, w)
         if ru == rw:
             continue
-        # the older root has the smaller (rank, index)
-        if rank[ru] < rank[rw] or (rank[ru] == rank[rw] and ru < rw):
-            old, young = ru, rw
-        else:
-            old, young = rw, ru
-        parent[young] = old
-        if rank[young] < edge_rank[i]:
+        old, young = _older_min(uf, ru, rw)
+        uf[young, 0] = old
+        if uf[young, 1] < edge_rank[i]:
             births[k] = young
             deaths[k] = e
             by_birth[young] = k
@@ -53,20 +84,16 @@ def dim0_pairs(rank, edges, edge_rank, n1, n2):
     return births[:k].copy(), deaths[:k].copy(), by_birth
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _older_min(rank, a, b):
-    if rank[a] < rank[b] or (rank[a] == rank[b] and a < b):
-        return a, b
-    return b, a
-
-
 @njit(cache=True, nogil=True)
-def dim0_match(rank_c, rank_f, rank_h, edges_c, edge_rank_c, f_by_birth, h_by_birth, n1, n2):
-    """Comparison-image Kruskal with f- and h-aged twins. Returns matched (f pair index, h pair index)."""
+def dim0_match(rank_c, rank_f, rank_h, edges_c, edge_rank_c, f_by_birth, h_by_birth, n1, n2, h_twin=True):
+    """Comparison-image Kruskal with f- and h-aged twins. Returns matched (f pair index, h pair index).
+
+    ``h_twin=False`` (see :func:`binary_aligned`) reads h's pairs at c's own roots instead of an h-aged twin.
+    """
     nv = rank_c.shape[0]
-    pc = np.arange(nv).astype(np.int32)
-    pf = np.arange(nv).astype(np.int32)
-    ph = np.arange(nv).astype(np.int32)
+    pc = forest(rank_c)
+    pf = forest(rank_f)
+    ph = forest(rank_h if h_twin else rank_h[:1])
     mf = np.empty(nv, np.int32)
     mh = np.empty(nv, np.int32)
     s = (n1 * n2, n2, 1)
@@ -79,13 +106,16 @@ def dim0_match(rank_c, rank_f, rank_h, edges_c, edge_rank_c, f_by_birth, h_by_bi
         rw = find(pc, w)
         if ru == rw:
             continue
-        oc, yc = _older_min(rank_c, ru, rw)
-        of, yf = _older_min(rank_f, find(pf, u), find(pf, w))
-        oh, yh = _older_min(rank_h, find(ph, u), find(ph, w))
-        pc[yc] = oc
-        pf[yf] = of
-        ph[yh] = oh
-        if rank_c[yc] < edge_rank_c[i]:
+        oc, yc = _older_min(pc, ru, rw)
+        of, yf = _older_min(pf, find(pf, u), find(pf, w))
+        pc[yc, 0] = oc
+        pf[yf, 0] = of
+        if h_twin:
+            oh, yh = _older_min(ph, find(ph, u), find(ph, w))
+            ph[yh, 0] = oh
+        else:
+            yh = yc
+        if pc[yc, 1] < edge_rank_c[i]:
             a = f_by_birth[yf]
             b = h_by_birth[yh]
             if a >= 0 and b >= 0:
@@ -95,12 +125,22 @@ def dim0_match(rank_c, rank_f, rank_h, edges_c, edge_rank_c, f_by_birth, h_by_bi
     return mf[:k].astype(np.int64), mh[:k].astype(np.int64)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _older_max(node_rank, a, b):
-    # top cells: larger (rank, index) is older; the outside node has rank +inf
-    if node_rank[a] > node_rank[b] or (node_rank[a] == node_rank[b] and a > b):
-        return a, b
-    return b, a
+@njit(cache=True, nogil=True)
+def binary_aligned(rank_h, nh, rank_c):
+    """True if h has at most two values and c's lowest rank sits on exactly h's lowest-rank voxels.
+
+    Then (binary target, c = min(f, h)) every component's oldest voxel by c is its oldest by h whenever it holds
+    an h-lowest voxel, and h's positive bars are born only there, so an h-aged twin of c's union-find agrees
+    with c's roots wherever h's pairs are looked up.
+    """
+    if nh == 1:
+        return True
+    if nh != 2:
+        return False
+    for v in range(rank_h.shape[0]):
+        if (rank_h[v] == 0) != (rank_c[v] == 0):
+            return False
+    return True
 
 
 @njit(cache=True, nogil=True)
@@ -116,9 +156,9 @@ def top_pairs(node_rank, node_rank_c, faces, face_rank, top_dim, border, n1, n2,
     """
     nv = border.shape[0]
     s0 = n1 * n2
-    parent = np.arange(nv + 1).astype(np.int32)
+    parent = forest(node_rank)
     twin = node_rank_c is not node_rank
-    parent_c = np.arange(nv + 1 if twin else 1).astype(np.int32)
+    parent_c = forest(node_rank_c if twin else node_rank_c[:1])
     nf = faces.shape[0]
     births = np.empty(nv, np.int32)
     deaths = np.empty(nv, np.int32)
@@ -137,16 +177,16 @@ def top_pairs(node_rank, node_rank_c, faces, face_rank, top_dim, border, n1, n2,
         rb = find(parent, b)
         if ra == rb:
             continue
-        old, young = _older_max(node_rank, ra, rb)
-        parent[young] = old
+        old, young = _older_max(parent, ra, rb)
+        parent[young, 0] = old
         if twin:
-            oc, yc = _older_max(node_rank_c, find(parent_c, a), find(parent_c, b))
-            parent_c[yc] = oc
+            oc, yc = _older_max(parent_c, find(parent_c, a), find(parent_c, b))
+            parent_c[yc, 0] = oc
         else:
             yc = young
         if want_clear:
             cleared[i] = True
-        if node_rank[young] > face_rank[i]:
+        if parent[young, 1] > face_rank[i]:
             births[k] = cid
             deaths[k] = young
             by_c_node[yc] = k
@@ -155,10 +195,10 @@ def top_pairs(node_rank, node_rank_c, faces, face_rank, top_dim, border, n1, n2,
 
 
 @njit(cache=True, nogil=True)
-def merging_faces(parent, node_rank, faces, top_dim, border, n1, n2):
+def merging_faces(parent, faces, top_dim, border, n1, n2):
     """Which of ``faces`` merge dual components when processed last-to-first on top of the union-find state
-    ``parent`` (modified). Merging is a property of the set of faces processed before, not of their order.
-    Roots are linked by node age as in :func:`top_pairs`, which keeps the trees of the snapshot shallow."""
+    ``parent`` (a (parent, rank) table, modified). Merging is a property of the set of faces processed before,
+    not of their order. Roots are linked by node age as in :func:`top_pairs`, which keeps the trees shallow."""
     nv = border.shape[0]
     s0 = n1 * n2
     out = np.zeros(faces.shape[0], np.bool_)
@@ -167,7 +207,7 @@ def merging_faces(parent, node_rank, faces, top_dim, border, n1, n2):
         ra = find(parent, a)
         rb = find(parent, b)
         if ra != rb:
-            old, young = _older_max(node_rank, ra, rb)
-            parent[young] = old
+            old, young = _older_max(parent, ra, rb)
+            parent[young, 0] = old
             out[i] = True
     return out
