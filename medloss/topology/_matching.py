@@ -161,11 +161,12 @@ def _voxel_pairs(rank, dim, births, deaths, top_dim, n1, n2):
     return bv, dv
 
 
-def match_grids(rf, nf, rh, nh, rc, nc, shape3, ndim):
+def match_grids(rf, nf, rh, nh, rc, nc, shape3, ndim, shortcuts=True):
     """Betti matching of dense-ranked flat grids (f, h, c) embedded in 3D ``shape3``.
 
     Returns per dimension a tuple (f_birth_vox, f_death_vox, h_birth_vox, h_death_vox, match_f, match_h) where
-    ``match_f[i] <-> match_h[i]`` index the f/h pairs.
+    ``match_f[i] <-> match_h[i]`` index the f/h pairs. ``shortcuts=False`` disables the binary-image shortcuts
+    (:func:`binary_aligned`, :func:`image_equals_comparison`); the result is the same, only slower (tests).
     """
     n0, n1, n2 = shape3
     top_dim = ndim
@@ -180,7 +181,7 @@ def match_grids(rf, nf, rh, nh, rc, nc, shape3, ndim):
     fb, fd, f_by = dim0_pairs(rf, edges["f"][0], edges["f"][1], n1, n2)
     hb, hd, h_by = dim0_pairs(rh, edges["h"][0], edges["h"][1], n1, n2)
     mf, mh = dim0_match(rc, rf, rh, edges["c"][0], edges["c"][1], f_by, h_by, n1, n2,
-                        not binary_aligned(rh, nh, rc))
+                        not (shortcuts and binary_aligned(rh, nh, rc)))
     out[0] = (*_voxel_pairs(rf, 0, fb, fd, top_dim, n1, n2), *_voxel_pairs(rh, 0, hb, hd, top_dim, n1, n2), mf, mh)
 
     # top dimension (dual union-find)
@@ -212,7 +213,7 @@ def match_grids(rf, nf, rh, nh, rc, nc, shape3, ndim):
         for k, clr, nk in (("f", clr_f, nf), ("h", clr_h, nh)):
             pos = _row_positions(edges[k][0], size)
             res[k] = reduce_columns(faces[k][0], clr, pos, ne, n1, n2)
-            if image_equals_comparison(nk, edges[k][0], edges[k][1], edges["c"][0]):
+            if shortcuts and image_equals_comparison(nk, edges[k][0], edges[k][1], edges["c"][0]):
                 img[k] = res["c"]
             else:
                 img[k] = _image_pivots(rc, faces["c"][0], faces["c"][1], clr_c, snapshot, faces[k][0], pos, ne,
