@@ -7,12 +7,16 @@ after the call minus before it (memory added by the call on top of the inputs; J
 Betti-Matching-3D is the compiled ``betti_matching`` module, imported directly or from topolosses' wheel by file
 path; its input is ``1 - pred``, ``1 - gt`` (the same filtration).
 
-Usage: ``OMP_NUM_THREADS=1 python benchmarks/betti_matching.py [--skip-128] [--repeats N]``
+``--profile SHAPE`` (e.g. ``128x128x128``) prints where the CPU time of one call goes instead: exclusive time of
+every kernel stage called by the driver (``medloss.topology._matching``) and of the ranking.
+
+Usage: ``OMP_NUM_THREADS=1 python benchmarks/betti_matching.py [--skip-128] [--repeats N] [--profile SHAPE]``
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import glob
 import importlib.util
 import os
@@ -93,13 +97,60 @@ def timed(fn, repeats):
     return float(np.median(cpu)), float(np.median(wall))
 
 
+def profile(shape, repeats):
+    """Exclusive CPU time per kernel stage (functions the driver calls), median call of ``repeats``."""
+    from medloss.topology import _matching, api
+
+    stack, acc = [], collections.defaultdict(float)
+
+    def timed_stage(name, fn):
+        def run(*args, **kwargs):
+            stack.append(0.0)
+            t0 = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                total = time.process_time() - t0
+                child = stack.pop()
+                acc[name] += total - child
+                if stack:
+                    stack[-1] += total
+        return run
+
+    names = [n for n, f in vars(_matching).items() if callable(f) and hasattr(f, "__module__")
+             and getattr(f, "__module__", "").startswith("medloss.topology") and n not in ("match_grids", "barcode_grid")]
+    for n in names:
+        setattr(_matching, n, timed_stage(n, getattr(_matching, n)))
+    api.rank_images = timed_stage("rank_images", api.rank_images)
+    pred, gt = make_pair(shape)
+    betti_matching(pred, gt)
+    totals = []
+    per_run = []
+    for _ in range(repeats):
+        acc.clear()
+        t0 = time.process_time()
+        betti_matching(pred, gt)
+        totals.append(time.process_time() - t0)
+        per_run.append(dict(acc))
+    k = int(np.argsort(totals)[len(totals) // 2])
+    print(f"profile of betti_matching at {'x'.join(map(str, shape))}: {totals[k]:.3f} CPU s (median of {repeats})")
+    for name, sec in sorted(per_run[k].items(), key=lambda kv: -kv[1]):
+        print(f"  {name:28s} {sec:8.3f} s  {100 * sec / totals[k]:5.1f} %")
+    rest = totals[k] - sum(per_run[k].values())
+    print(f"  {'(input checks, assembly)':28s} {rest:8.3f} s  {100 * rest / totals[k]:5.1f} %")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-128", action="store_true", help="skip the 128^3 case")
     ap.add_argument("--skip-bm3d", action="store_true", help="do not run Betti-Matching-3D")
     ap.add_argument("--batch", action="store_true", help="also time a parallel batch of 64^3 samples")
     ap.add_argument("--repeats", type=int, default=0, help="runs per size (default: 21/11/5/3 by size)")
+    ap.add_argument("--profile", metavar="SHAPE", help="print a per-stage CPU profile for one shape, e.g. 64x64x64")
     args = ap.parse_args()
+    if args.profile:
+        profile(tuple(int(a) for a in args.profile.lower().split("x")), args.repeats or 3)
+        return
     bm3d = None if args.skip_bm3d else load_bm3d()
     betti_matching(*make_pair((8, 8)))  # JIT / cache load outside the timings
     betti_matching(*make_pair((6, 6, 6)))
