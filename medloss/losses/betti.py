@@ -64,23 +64,23 @@ class BettiMatchingLoss(_Loss):
     voxel), so the foreground of ``p`` is 4-connected in 2D / 6-connected in 3D (background 8/26). A
     1-voxel-wide diagonal vessel counts as many components.
 
-    Cost per instance and filtration pass (CPU seconds, one thread, float32 input; noisy synthetic predictions
-    as in the reference data, measured in one run on a shared 2-core machine; BM3D = Betti-Matching-3D's
-    ``compute_matching``; peak RAM added by one matching, BM3D's from the kernel brief):
+    Cost per instance and filtration pass (CPU seconds, one thread; inputs from the generator of
+    ``benchmarks/betti_matching.py``: noisy smooth predictions, binary targets; BM3D = Betti-Matching-3D's
+    ``compute_matching`` in the same run on a 2-core machine; peak RAM added by one matching):
 
     ========  ==========  ===============  ==============  =====================
     shape     BM3D        medloss kernel   loss fwd + bwd  peak RAM BM3D/medloss
     ========  ==========  ===============  ==============  =====================
-    64²       3.1 ms      2.1 ms           3.5 ms          ~1 MB / -
-    256²      56 ms       38 ms            40 ms           ~13 MB / -
-    32³       0.14 s      0.05 s           0.05 s          ~55 MB / -
-    64³       1.4 s       0.67 s           0.64 s          ~0.5 GB / 0.2 GB
-    128³      ~20 s (*)   12 s             -               ~2.8 GB / 1.6 GB
+    64²       3.0 ms      1.3 ms           2.4 ms          2 MB / 3 MB
+    256²      55 ms       22 ms            21 ms           2 MB / 10 MB
+    64³       1.4 s       0.32 s           0.32 s          0.18 GB / 0.08 GB
+    128³      19 s        4.1 s            3.7 s           2.5 GB / 0.6 GB
     ========  ==========  ===============  ==============  =====================
 
-    (*) from the kernel brief, not measured in the same run. The torch side (gather, squares, backward) adds
-    about 1 ms; the matching dominates and grows roughly 10-13× per 8× voxels in 3D. ``"both"`` doubles the
-    cost. ``subpatch_size`` bounds it: a 64³ patch of a 128³ input costs what a 64³ input costs, at the price
+    The torch side (gather, squares, backward) adds about 1 ms; the matching dominates and grows roughly 12× per
+    8× voxels in 3D (``python benchmarks/betti_matching.py --profile 128x128x128`` shows where it goes). A binary
+    target is cheaper than a soft one (the target's image reduction and its twin union-find are skipped).
+    ``"both"`` doubles the cost. ``subpatch_size`` bounds it: a 64³ patch of a 128³ input costs what a 64³ input costs, at the price
     of a stochastic, patch-local topology (structures cut by the patch border become separate features unless
     ``relative=True``). ``num_workers`` runs instances in parallel threads; memory then adds up per concurrent
     instance.
