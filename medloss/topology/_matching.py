@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from ._cells import border_flags, cell_rank, parent_voxel, sorted_cells, top_ranks
-from ._reduction import reduce_columns
+from ._reduction import NEVER, reduce_columns
 from ._union_find import binary_aligned, dim0_match, dim0_pairs, merging_faces, top_pairs
 
 
@@ -157,6 +157,12 @@ def image_equals_comparison(nranks, edges, edge_rank, c_edges):
     return True
 
 
+def _switch_at(nranks):
+    """Heap size at which a long column moves to the bit tree: only for two-valued row filtrations, whose
+    id-ordered rows and columns keep the tree in cache (measured: -30 % there, +15 % on real-valued ones)."""
+    return 48 if nranks <= 2 else NEVER
+
+
 def _voxel_pairs(rank, dim, births, deaths, top_dim, n1, n2):
     """Critical voxels of (birth dim-cell, death (dim+1)-cell) pairs; top-cell deaths are base voxels."""
     bv = to_voxels(rank, dim, births, n1, n2)
@@ -215,11 +221,11 @@ def match_grids(rf, nf, rh, nh, rc, nc, shape3, ndim, shortcuts=True):
         ne = edges["f"][0].shape[0]
         # one row-position table alive at a time (memory): c first, then f and h with their image reductions
         pos = _row_positions(edges["c"][0], size)
-        res = {"c": reduce_columns(faces["c"][0], clr_c, pos, ne, n1, n2)}
+        res = {"c": reduce_columns(faces["c"][0], clr_c, pos, ne, n1, n2, _switch_at(nc))}
         img = {}
         for k, clr, nk in (("f", clr_f, nf), ("h", clr_h, nh)):
             pos = _row_positions(edges[k][0], size)
-            res[k] = reduce_columns(faces[k][0], clr, pos, ne, n1, n2)
+            res[k] = reduce_columns(faces[k][0], clr, pos, ne, n1, n2, _switch_at(nk))
             if shortcuts and image_equals_comparison(nk, edges[k][0], edges[k][1], edges["c"][0]):
                 img[k] = res["c"]
             else:
@@ -252,7 +258,7 @@ def barcode_grid(r, nr, shape3, ndim):
     if top_dim == 3:
         size = 3 * n0 * n1 * n2
         pos = _row_positions(edges[0], size)
-        piv = reduce_columns(faces[0], clr, pos, edges[0].shape[0], n1, n2)
+        piv = reduce_columns(faces[0], clr, pos, edges[0].shape[0], n1, n2, _switch_at(nr))
         b, d, _ = _middle_pairs(edges[0], edges[1], faces[0], faces[1], piv, size)
         out[1] = _voxel_pairs(r, 1, b, d, top_dim, n1, n2)
     return out

@@ -7,13 +7,73 @@ on the column order, so clearing with ``c``'s dim-2 pairs stays valid for the im
 
 A column whose largest edge is still free is paired at once (emergent pair) and never stored: when a later
 column needs it, its boundary is regenerated from the packed id. Only columns that needed additions are cached.
-The working column is a binary max-heap with lazy Z/2 cancellation.
+The working column is a binary max-heap with lazy Z/2 cancellation. A few columns get very long (death cells of
+long-lived loops chase their whole bounding surface; 1 % of the columns make 70-100 % of the additions). Where
+rows and columns share a coherent (id) order, as for a binary image, such a column continues in a bit tree over
+the rows once its heap passes ``switch_at`` entries: O(1) toggles with exact cancellation. With scattered rows
+(real-valued filtrations) the tree's cache misses cost more than the heap's log factor, so callers switch only for
+two-valued images.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+NEVER = np.iinfo(np.int64).max
+
+
+@intrinsic
+def _clz64(typingctx, x):
+    sig = types.int64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        return builder.ctlz(args[0], ir.Constant(ir.IntType(1), 0))
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True)
+def _tree_levels(n):
+    """Offsets of the levels of a 64-ary bit tree over ``n`` rows (level 0 = the rows' bits)."""
+    sizes = []
+    s = max(n, 1)
+    while True:
+        s = (s + 63) >> 6
+        sizes.append(s)
+        if s == 1:
+            break
+    off = np.zeros(len(sizes) + 1, np.int64)
+    for lv in range(len(sizes)):
+        off[lv + 1] = off[lv] + sizes[lv]
+    return off
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _toggle(tree, off, i):
+    for lv in range(off.shape[0] - 1):
+        w = i >> 6
+        a = off[lv] + w
+        old = tree[a]
+        new = old ^ (np.uint64(1) << np.uint64(i & 63))
+        tree[a] = new
+        if (old == 0) == (new == 0):
+            return
+        i = w
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _tree_max(tree, off):
+    top = off.shape[0] - 2
+    word = tree[off[top]]
+    if word == 0:
+        return -1
+    i = 63 - _clz64(word)
+    for lv in range(top - 1, -1, -1):
+        i = (i << 6) + 63 - _clz64(tree[off[lv] + i])
+    return i
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -82,10 +142,11 @@ def _pop_pivot(heap, n):
 
 
 @njit(cache=True, nogil=True)
-def reduce_columns(cols, cleared, row_pos, n_rows, n1, n2):
+def reduce_columns(cols, cleared, row_pos, n_rows, n1, n2, switch_at=NEVER):
     """Reduce the columns ``cols`` (2-cell ids in column order, ``cleared`` ones skipped).
 
-    Returns the pivot row position of every column (-1 for cleared or zero columns).
+    Returns the pivot row position of every column (-1 for cleared or zero columns). ``switch_at``: heap size
+    beyond which a column continues in the bit tree (see the module docstring).
     """
     ncol = cols.shape[0]
     owner = np.full(n_rows, -1, np.int32)
@@ -95,6 +156,8 @@ def reduce_columns(cols, cleared, row_pos, n_rows, n1, n2):
     buf = np.empty(1024, np.int32)
     buf_n = 0
     heap = np.empty(1024, np.int32)
+    off = _tree_levels(n_rows if switch_at < NEVER else 1)
+    tree = np.zeros(off[-1], np.uint64)
     bd = np.empty(4, np.int64)
     bd2 = np.empty(4, np.int64)
     for k in range(ncol):
@@ -110,30 +173,48 @@ def reduce_columns(cols, cleared, row_pos, n_rows, n1, n2):
         for q in range(4):
             if bd[q] != p:
                 n = _push(heap, n, bd[q])
+        in_tree = False
         while True:
             j = owner[p]
             if cache_start[j] >= 0:
                 st = cache_start[j]
                 ln = cache_len[j]
-                if heap.shape[0] < n + ln:
-                    heap = _grow(heap, n + ln)
-                for q in range(1, ln):  # entry 0 is the pivot p, cancelled
-                    n = _push(heap, n, buf[st + q])
+                if in_tree:
+                    for q in range(st + 1, st + ln):
+                        _toggle(tree, off, buf[q])
+                else:
+                    if heap.shape[0] < n + ln:
+                        heap = _grow(heap, n + ln)
+                    for q in range(st + 1, st + ln):  # entry 0 is the pivot p, cancelled
+                        n = _push(heap, n, buf[q])
             else:
                 _boundary(cols[j], row_pos, n1, n2, bd2)
                 if heap.shape[0] < n + 4:
                     heap = _grow(heap, n + 4)
                 for q in range(4):
                     if bd2[q] != p:
-                        n = _push(heap, n, bd2[q])
-            p, n = _pop_pivot(heap, n)
+                        if in_tree:
+                            _toggle(tree, off, bd2[q])
+                        else:
+                            n = _push(heap, n, bd2[q])
+            if in_tree:
+                p = _tree_max(tree, off)
+                if p >= 0:
+                    _toggle(tree, off, p)
+            else:
+                p, n = _pop_pivot(heap, n)
+                if n > switch_at and p >= 0:
+                    in_tree = True
+                    while n > 0:  # duplicates cancel in the tree
+                        x, n = _pop(heap, n)
+                        _toggle(tree, off, x)
             if p < 0 or owner[p] < 0:
                 break
         if p < 0:
             continue
         owner[p] = k
         pivots[k] = p
-        # cache the reduced column: pivot first, then the surviving entries
+        # cache the reduced column: pivot first, then the surviving entries (largest first); empties heap/tree
         st = buf_n
         if buf_n + n + 1 > 2147483647:
             raise MemoryError("reduction cache exceeds 2**31 entries")
@@ -141,12 +222,22 @@ def reduce_columns(cols, cleared, row_pos, n_rows, n1, n2):
             buf = _grow(buf, buf_n + n + 1)
         buf[buf_n] = p
         buf_n += 1
-        while n > 0:
-            q, n = _pop_pivot(heap, n)
-            if q < 0:
-                break
-            buf[buf_n] = q
-            buf_n += 1
+        if in_tree:
+            q = _tree_max(tree, off)
+            while q >= 0:
+                if buf.shape[0] < buf_n + 1:
+                    buf = _grow(buf, buf_n + 1)
+                buf[buf_n] = q
+                buf_n += 1
+                _toggle(tree, off, q)
+                q = _tree_max(tree, off)
+        else:
+            while n > 0:
+                q, n = _pop_pivot(heap, n)
+                if q < 0:
+                    break
+                buf[buf_n] = q
+                buf_n += 1
         cache_start[k] = st
         cache_len[k] = buf_n - st
     return pivots

@@ -118,3 +118,27 @@ def test_binary_shortcuts_change_nothing(shape, seed, kw, swap):
     for a, b in zip(fast, slow):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bit_tree_columns_reduce_like_the_heap(seed):
+    """Columns continued in the bit tree (``switch_at``) give the heap's pivots, also for real-valued rows."""
+    from medloss.topology._cells import border_flags, top_ranks
+    from medloss.topology._matching import _row_positions
+    from medloss.topology._reduction import NEVER, reduce_columns
+    from medloss.topology._union_find import top_pairs
+
+    shape = (12, 14, 10)
+    pred, gt = _pair(shape, seed)
+    for x in (-pred, -gt):
+        r, u = dense_rank(x.ravel())
+        edges = sorted_cells(r, u.size, 1, *shape)
+        faces = sorted_cells(r, u.size, 2, *shape)
+        node = top_ranks(r, 3, *shape)
+        cleared = top_pairs(node, node, faces[0], faces[1], 3, border_flags(*shape), shape[1], shape[2], True)[3]
+        pos = _row_positions(edges[0], 3 * pred.size)
+        ref = reduce_columns(faces[0], cleared, pos, edges[0].shape[0], shape[1], shape[2], NEVER)
+        for switch_at in (0, 3):
+            out = reduce_columns(faces[0], cleared, pos, edges[0].shape[0], shape[1], shape[2], switch_at)
+            np.testing.assert_array_equal(out, ref)
+        assert (ref >= 0).sum() > 0
