@@ -111,7 +111,8 @@ def _block_in_row_order(k_cols, rank_c, block_rank, b, n1, n2):
     return out
 
 
-def _image_pivots(rank_c, c_cols, c_col_rank, c_cleared, snapshot, k_cols, k_row_pos, n_rows, border, n1, n2):
+def _image_pivots(rank_c, c_cols, c_col_rank, c_cleared, snapshot, k_cols, k_row_pos, n_rows, border, n1, n2,
+                  switch_at=NEVER):
     """Pivots (rows in k's edge order) of c's 2-cell columns in the image reduction H1(K^k) -> H1(K^c).
 
     Columns must come in c's order, except that c's lowest tie block (the union of the foregrounds in the usual
@@ -124,12 +125,12 @@ def _image_pivots(rank_c, c_cols, c_col_rank, c_cleared, snapshot, k_cols, k_row
     """
     b = lowest_block_size(c_col_rank)
     if b <= 1:
-        return reduce_columns(c_cols, c_cleared, k_row_pos, n_rows, n1, n2)
+        return reduce_columns(c_cols, c_cleared, k_row_pos, n_rows, n1, n2, switch_at)
     cols = c_cols.copy()
     cols[:b] = _block_in_row_order(k_cols, rank_c, c_col_rank[0], b, n1, n2)
     cleared = c_cleared.copy()
     cleared[:b] = merging_faces(snapshot.copy(), cols[:b], 3, border, n1, n2)
-    piv = reduce_columns(cols, cleared, k_row_pos, n_rows, n1, n2)
+    piv = reduce_columns(cols, cleared, k_row_pos, n_rows, n1, n2, switch_at)
     piv[:b] = -1
     return piv
 
@@ -229,8 +230,9 @@ def match_grids(rf, nf, rh, nh, rc, nc, shape3, ndim, shortcuts=True):
             if shortcuts and image_equals_comparison(nk, edges[k][0], edges[k][1], edges["c"][0]):
                 img[k] = res["c"]
             else:
+                # columns in c's order, rows in k's: coherent only when both are two-valued
                 img[k] = _image_pivots(rc, faces["c"][0], faces["c"][1], clr_c, snapshot, faces[k][0], pos, ne,
-                                       border, n1, n2)
+                                       border, n1, n2, _switch_at(max(nk, nc)))
         del pos
         img_f, img_h = img["f"], img["h"]
         mfb, mfd, mf_by = _middle_pairs(edges["f"][0], edges["f"][1], faces["f"][0], faces["f"][1], res["f"], size)
