@@ -244,11 +244,46 @@ def betti_numbers(binary_image) -> np.ndarray:
     """Betti numbers of the foreground (nonzero voxels) of a 2D/3D image, 4/6-connected (V-construction).
 
     The essential component is counted (``beta_0 = number of components``). Returns int64 of shape ``(ndim,)``.
+
+    Computed without persistence: ``beta_0`` = foreground components (4/6-connectivity), the top Betti number =
+    background components (8/26-connectivity, the dual of the V-construction) that do not touch the image border,
+    and ``beta_1`` in 3D from the Euler characteristic (cells counted vectorised), ``beta_1 = beta_0 + beta_2 -
+    chi``. Equal to the barcode's count of bars alive at the foreground level, an order of magnitude cheaper.
     """
+    from scipy import ndimage
+
     x = _as_array(binary_image, "binary_image")
-    fg = (x != 0).astype(np.float64)
-    bc = barcode(1.0 - fg, filtration="sublevel")
-    out = np.array([len(b) for b in bc.birth], np.int64)
-    if fg.any():
-        out[0] += 1
+    fg = x != 0
+    nd = fg.ndim
+    b0 = ndimage.label(fg, structure=ndimage.generate_binary_structure(nd, 1))[1]
+    bg_labels, nbg = ndimage.label(~fg, structure=ndimage.generate_binary_structure(nd, nd))
+    border = np.zeros_like(fg)
+    for axis in range(nd):
+        border[(slice(None),) * axis + (0,)] = True
+        border[(slice(None),) * axis + (-1,)] = True
+    top = nbg - np.unique(bg_labels[border & ~fg]).size
+    if nd == 2:
+        return np.array([b0, top], np.int64)
+    return np.array([b0, b0 + top - _euler_characteristic(fg), top], np.int64)
+
+
+def _euler_characteristic(fg: np.ndarray) -> int:
+    """Euler characteristic of the V-construction complex of a 3D mask: vertices - edges + squares - cubes."""
+    chi = int(fg.sum())
+    for axis in range(3):
+        chi -= int(np.count_nonzero(_block(fg, (axis,))))
+    for axes in ((1, 2), (0, 2), (0, 1)):
+        chi += int(np.count_nonzero(_block(fg, axes)))
+    return chi - int(np.count_nonzero(_block(fg, (0, 1, 2))))
+
+
+def _block(fg: np.ndarray, axes) -> np.ndarray:
+    """Cells spanning ``axes``: True where all their voxels (the 2^len(axes) corners) are foreground."""
+    out = fg
+    for axis in axes:
+        lo = [slice(None)] * fg.ndim
+        hi = [slice(None)] * fg.ndim
+        lo[axis] = slice(None, -1)
+        hi[axis] = slice(1, None)
+        out = out[tuple(lo)] & out[tuple(hi)]
     return out
