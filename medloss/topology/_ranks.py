@@ -49,9 +49,33 @@ def _rank_by_lookup(x, vals):
 
 
 @njit(cache=True, nogil=True)
+def _assign(x, order):
+    """Dense ranks along ``order``; ``ok`` is False (and the ranks unusable) if ``order`` is not sorted by value."""
+    n = order.shape[0]
+    rank = np.empty(n, np.int32)
+    uniq = np.empty(n, np.float64)
+    r = -1
+    prev = 0.0
+    for i in range(n):
+        v = x[order[i]]
+        if r < 0 or v != prev:
+            if r >= 0 and v < prev:
+                return rank, uniq[:0], False
+            r += 1
+            uniq[r] = v
+            prev = v
+        rank[order[i]] = r
+    return rank, uniq[: r + 1].copy(), True
+
+
+@njit(cache=True, nogil=True)
 def _ranks_from_order(x, order, shift):
     """Dense ranks from an order that is exact except inside runs of equal value prefix (``bits >> shift``),
-    which are ordered by index: those runs are re-sorted stably by exact value first."""
+    which are ordered by index: those runs are re-sorted stably by exact value first (rare: values closer than
+    the prefix resolves)."""
+    rank, uniq, ok = _assign(x, order)
+    if ok:
+        return rank, uniq
     n = order.shape[0]
     i = 0
     while i < n:
@@ -66,18 +90,8 @@ def _ranks_from_order(x, order, shift):
             perm = np.argsort(x[run], kind="mergesort")
             order[i:j] = run[perm]
         i = j
-    rank = np.empty(n, np.int32)
-    uniq = np.empty(n, np.float64)
-    r = -1
-    prev = 0.0
-    for i in range(n):
-        v = x[order[i]]
-        if r < 0 or v != prev:
-            r += 1
-            uniq[r] = v
-            prev = v
-        rank[order[i]] = r
-    return rank, uniq[: r + 1].copy()
+    rank, uniq, _ = _assign(x, order)
+    return rank, uniq
 
 
 @njit(cache=True, nogil=True, inline="always")
