@@ -18,11 +18,6 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True, inline="always")
-def coords(v, n1, n2):
-    return v // (n1 * n2), (v // n2) % n1, v % n2
-
-
 @njit(cache=True, nogil=True)
 def _valid(dim, c0, c1, c2, t, n0, n1, n2):
     if dim == 1:
