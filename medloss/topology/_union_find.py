@@ -2,10 +2,12 @@
 
 Image persistence comes for free here: a second union-find performing the *same* unions as the first one but
 ageing components by another filtration tells which class of the other filtration a merge kills (brief §1.5).
-Pairs are returned as (birth cell id, death cell id) of positive persistence only.
+Since its components are the first one's and union by age keeps every component's oldest node at its root, that
+"twin" is kept as root attributes instead: per root, the component's oldest node by the other filtration and its
+rank (no second set of finds). Pairs are returned as (birth cell id, death cell id) of positive persistence only.
 
-Every union-find is one ``(n, 2)`` int32 table of (parent, rank) rows: a root's age is read right after finding
-it, and keeping both in one cache line makes the random accesses of large grids about a third cheaper.
+Every union-find is one int32 table of rows (parent, rank[, oldest by a second filtration, its rank, ...]): a root's
+ages are read right after finding it, and one cache line per node makes the random accesses of large grids cheap.
 """
 
 from __future__ import annotations
@@ -24,6 +26,43 @@ def forest(rank):
         uf[i, 0] = i
         uf[i, 1] = rank[i]
     return uf
+
+
+@njit(cache=True, nogil=True)
+def aged_forest(rank, second, third):
+    """Singletons with second (and third, if not empty) ages: rows (parent, rank, node, rank2[, node, rank3])."""
+    n = rank.shape[0]
+    uf = np.empty((n, 6 if third.shape[0] else 4), np.int32)
+    for i in range(n):
+        uf[i, 0] = i
+        uf[i, 1] = rank[i]
+        uf[i, 2] = i
+        uf[i, 3] = second[i]
+        if third.shape[0]:
+            uf[i, 4] = i
+            uf[i, 5] = third[i]
+    return uf
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _merge_ages(uf, ra, rb, old, col, larger_is_older):
+    """Merge the second-filtration ages stored at columns ``col``/``col+1`` of roots ``ra``, ``rb`` into ``old``;
+    return the younger component's oldest node (where the twin union-find would have its younger root)."""
+    a = uf[ra, col]
+    b = uf[rb, col]
+    ka = uf[ra, col + 1]
+    kb = uf[rb, col + 1]
+    if larger_is_older:
+        a_older = ka > kb or (ka == kb and a > b)
+    else:
+        a_older = ka < kb or (ka == kb and a < b)
+    if a_older:
+        uf[old, col] = a
+        uf[old, col + 1] = ka
+        return b
+    uf[old, col] = b
+    uf[old, col + 1] = kb
+    return a
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -91,9 +130,7 @@ def dim0_match(rank_c, rank_f, rank_h, edges_c, edge_rank_c, f_by_birth, h_by_bi
     ``h_twin=False`` (see :func:`binary_aligned`) reads h's pairs at c's own roots instead of an h-aged twin.
     """
     nv = rank_c.shape[0]
-    pc = forest(rank_c)
-    pf = forest(rank_f)
-    ph = forest(rank_h if h_twin else rank_h[:1])
+    pc = aged_forest(rank_c, rank_f, rank_h if h_twin else rank_h[:0])
     mf = np.empty(nv, np.int32)
     mh = np.empty(nv, np.int32)
     s = (n1 * n2, n2, 1)
@@ -107,14 +144,9 @@ def dim0_match(rank_c, rank_f, rank_h, edges_c, edge_rank_c, f_by_birth, h_by_bi
         if ru == rw:
             continue
         oc, yc = _older_min(pc, ru, rw)
-        of, yf = _older_min(pf, find(pf, u), find(pf, w))
         pc[yc, 0] = oc
-        pf[yf, 0] = of
-        if h_twin:
-            oh, yh = _older_min(ph, find(ph, u), find(ph, w))
-            ph[yh, 0] = oh
-        else:
-            yh = yc
+        yf = _merge_ages(pc, ru, rw, oc, 2, False)
+        yh = _merge_ages(pc, ru, rw, oc, 4, False) if h_twin else yc
         if pc[yc, 1] < edge_rank_c[i]:
             a = f_by_birth[yf]
             b = h_by_birth[yh]
@@ -156,9 +188,8 @@ def top_pairs(node_rank, node_rank_c, faces, face_rank, top_dim, border, n1, n2,
     """
     nv = border.shape[0]
     s0 = n1 * n2
-    parent = forest(node_rank)
     twin = node_rank_c is not node_rank
-    parent_c = forest(node_rank_c if twin else node_rank_c[:1])
+    parent = aged_forest(node_rank, node_rank_c, node_rank_c[:0]) if twin else forest(node_rank)
     nf = faces.shape[0]
     births = np.empty(nv, np.int32)
     deaths = np.empty(nv, np.int32)
@@ -179,11 +210,7 @@ def top_pairs(node_rank, node_rank_c, faces, face_rank, top_dim, border, n1, n2,
             continue
         old, young = _older_max(parent, ra, rb)
         parent[young, 0] = old
-        if twin:
-            oc, yc = _older_max(parent_c, find(parent_c, a), find(parent_c, b))
-            parent_c[yc, 0] = oc
-        else:
-            yc = young
+        yc = _merge_ages(parent, ra, rb, old, 2, True) if twin else young
         if want_clear:
             cleared[i] = True
         if parent[young, 1] > face_rank[i]:
