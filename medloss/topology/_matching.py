@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._cells import border_flags, cell_rank, parent_voxel, sorted_cells, top_ranks
+from ._cells import border_flags, parent_voxel, sorted_cells, top_ranks
 from ._reduction import NEVER, reduce_columns
 from ._union_find import binary_aligned, dim0_match, dim0_pairs, merging_faces, top_pairs
 
@@ -100,18 +100,21 @@ def lowest_block_size(col_rank):
 
 
 @njit(cache=True, nogil=True)
-def _block_in_row_order(k_cols, rank_c, block_rank, b, n1, n2):
-    """The ``b`` columns of c's lowest tie block (c-rank ``block_rank``), in the order of ``k_cols``."""
-    out = np.empty(b, np.int32)
+def _block_in_row_order(k_cols, block, size):
+    """The cells of ``block`` (ids in increasing order), in the order they take in ``k_cols``."""
+    member = np.zeros(size, np.bool_)
+    for i in range(block.shape[0]):
+        member[block[i]] = True
+    out = np.empty(block.shape[0], np.int32)
     m = 0
     for i in range(k_cols.shape[0]):
-        if cell_rank(rank_c, 2, k_cols[i], n1, n2) == block_rank:
+        if member[k_cols[i]]:
             out[m] = k_cols[i]
             m += 1
     return out
 
 
-def _image_pivots(rank_c, c_cols, c_col_rank, c_cleared, snapshot, k_cols, k_row_pos, n_rows, border, n1, n2,
+def _image_pivots(c_cols, c_col_rank, c_cleared, snapshot, k_cols, k_row_pos, n_rows, border, n1, n2,
                   switch_at=NEVER):
     """Pivots (rows in k's edge order) of c's 2-cell columns in the image reduction H1(K^k) -> H1(K^c).
 
@@ -127,7 +130,7 @@ def _image_pivots(rank_c, c_cols, c_col_rank, c_cleared, snapshot, k_cols, k_row
     if b <= 1:
         return reduce_columns(c_cols, c_cleared, k_row_pos, n_rows, n1, n2, switch_at)
     cols = c_cols.copy()
-    cols[:b] = _block_in_row_order(k_cols, rank_c, c_col_rank[0], b, n1, n2)
+    cols[:b] = _block_in_row_order(k_cols, c_cols[:b], 3 * border.shape[0])
     cleared = c_cleared.copy()
     cleared[:b] = merging_faces(snapshot.copy(), cols[:b], 3, border, n1, n2)
     piv = reduce_columns(cols, cleared, k_row_pos, n_rows, n1, n2, switch_at)
@@ -231,7 +234,7 @@ def match_grids(rf, nf, rh, nh, rc, nc, shape3, ndim, shortcuts=True):
                 img[k] = res["c"]
             else:
                 # columns in c's order, rows in k's: coherent only when both are two-valued
-                img[k] = _image_pivots(rc, faces["c"][0], faces["c"][1], clr_c, snapshot, faces[k][0], pos, ne,
+                img[k] = _image_pivots(faces["c"][0], faces["c"][1], clr_c, snapshot, faces[k][0], pos, ne,
                                        border, n1, n2, _switch_at(max(nk, nc)))
         del pos
         img_f, img_h = img["f"], img["h"]
