@@ -71,10 +71,10 @@ class BettiMatchingLoss(_Loss):
     ========  ==========  ===============  ==============  =====================
     shape     BM3D        medloss kernel   loss fwd + bwd  peak RAM BM3D/medloss
     ========  ==========  ===============  ==============  =====================
-    64²       3.0 ms      1.3 ms           2.4 ms          2 MB / 3 MB
-    256²      55 ms       22 ms            21 ms           2 MB / 10 MB
-    64³       1.4 s       0.32 s           0.32 s          0.18 GB / 0.08 GB
-    128³      19 s        4.1 s            3.7 s           2.5 GB / 0.6 GB
+    64²       3.0 ms      1.2 ms           2.4 ms          2 MB / 3 MB
+    256²      58 ms       21 ms            21 ms           6 MB / 10 MB
+    64³       1.3 s       0.31 s           0.32 s          0.19 GB / 0.07 GB
+    128³      19 s        3.6 s            3.7 s           2.5 GB / 0.6 GB
     ========  ==========  ===============  ==============  =====================
 
     The torch side (gather, squares, backward) adds about 1 ms; the matching dominates and grows roughly 12× per
