@@ -8,11 +8,11 @@ on the column order, so clearing with ``c``'s dim-2 pairs stays valid for the im
 A column whose largest edge is still free is paired at once (emergent pair) and never stored: when a later
 column needs it, its boundary is regenerated from the packed id. Only columns that needed additions are cached.
 The working column is a binary max-heap with lazy Z/2 cancellation. A few columns get very long (death cells of
-long-lived loops chase their whole bounding surface; 1 % of the columns make 70-100 % of the additions). Where
-rows and columns share a coherent (id) order, as for a binary image, such a column continues in a bit tree over
-the rows once its heap passes ``switch_at`` entries: O(1) toggles with exact cancellation. With scattered rows
-(real-valued filtrations) the tree's cache misses cost more than the heap's log factor, so callers switch only for
-two-valued images.
+long-lived loops chase their whole bounding surface; 1 % of the columns make 70-100 % of the additions). Such a
+column continues in a bit tree over the rows once its heap passes ``switch_at`` entries: O(1) toggles with exact
+cancellation. The break-even depends on locality: rows and columns in one coherent (id) order, as for a binary
+image, keep the tree in cache and win early; with scattered rows (real-valued filtrations) the tree's cache misses
+beat the heap's log factor only for long columns (measured: switching at 48 entries costs 15 %, at 150 saves 3-9 %).
 """
 
 from __future__ import annotations
