@@ -17,50 +17,15 @@ from __future__ import annotations
 
 import argparse
 import collections
-import glob
-import importlib.util
 import os
 import resource
 import time
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
+from medloss.synthetic import noisy_prediction_pair as make_pair
+from medloss.topology._oracle import load_betti_matching_3d
 from medloss.topology.api import betti_matching, betti_matching_batch
-
-
-def make_pair(shape, seed=0):
-    rng = np.random.default_rng(seed)
-    base = gaussian_filter(rng.standard_normal(shape), 3.0, mode="reflect")
-    base /= base.std()
-    noise = gaussian_filter(rng.standard_normal(shape), 1.0, mode="reflect")
-    noise /= noise.std()
-    gt = (base > 0).astype(np.float64)
-    pred = 1.0 / (1.0 + np.exp(-(3.0 * base + 1.5 * noise)))
-    return pred, gt
-
-
-def load_bm3d():
-    # a directly importable build (this script's own name shadows it when run from benchmarks/, hence the check)
-    try:
-        import betti_matching as mod
-
-        if hasattr(mod, "compute_matching"):
-            return mod
-    except ImportError:
-        pass
-    try:
-        import topolosses
-    except ImportError:
-        return None
-    root = os.path.dirname(topolosses.__file__)
-    hits = glob.glob(os.path.join(root, "losses", "betti_matching", "src", "betti_matching*.so"))
-    if not hits:
-        return None
-    spec = importlib.util.spec_from_file_location("betti_matching", hits[0])
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def maxrss_mb():
@@ -117,8 +82,8 @@ def profile(shape, repeats):
                     stack[-1] += total
         return run
 
-    names = [n for n, f in vars(_matching).items() if callable(f) and hasattr(f, "__module__")
-             and getattr(f, "__module__", "").startswith("medloss.topology") and n not in ("match_grids", "barcode_grid")]
+    names = [n for n, f in vars(_matching).items() if callable(f) and n not in ("match_grids", "barcode_grid")
+             and getattr(f, "__module__", "").startswith("medloss.topology")]
     for n in names:
         setattr(_matching, n, timed_stage(n, getattr(_matching, n)))
     api.rank_images = timed_stage("rank_images", api.rank_images)
@@ -151,7 +116,7 @@ def main():
     if args.profile:
         profile(tuple(int(a) for a in args.profile.lower().split("x")), args.repeats or 3)
         return
-    bm3d = None if args.skip_bm3d else load_bm3d()
+    bm3d = None if args.skip_bm3d else load_betti_matching_3d()
     betti_matching(*make_pair((8, 8)))  # JIT / cache load outside the timings
     betti_matching(*make_pair((6, 6, 6)))
     sizes = [((64, 64), 21), ((256, 256), 11), ((64, 64, 64), 5), ((128, 128, 128), 3)]

@@ -11,7 +11,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["vessel_phantom", "vessel_image", "rater_masks"]
+__all__ = ["vessel_phantom", "vessel_image", "rater_masks", "noisy_prediction_pair"]
 
 
 def _six_connected_path(a: np.ndarray, b: np.ndarray) -> List[np.ndarray]:
@@ -134,6 +134,23 @@ def vessel_image(
     bias = 1.0 + inhomogeneity * bias / (np.abs(bias).max() + 1e-8)
     img = img * bias + 0.1 + noise * rng.standard_normal(label.shape).astype(np.float32)
     return img.astype(np.float32)
+
+
+def noisy_prediction_pair(shape: Sequence[int], seed: Optional[int] = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """The Betti matching benchmark inputs (Betti-Matching-3D reference data): a noisy prediction and its target.
+
+    ``base`` = smoothed Gaussian noise (sigma 3, unit std), ``noise`` = smoothed Gaussian noise (sigma 1, unit
+    std) from the same generator; returns ``(sigmoid(3 base + 1.5 noise), base > 0)`` as float64 arrays.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    base = gaussian_filter(rng.standard_normal(shape), 3.0, mode="reflect")
+    base /= base.std()
+    noise = gaussian_filter(rng.standard_normal(shape), 1.0, mode="reflect")
+    noise /= noise.std()
+    pred = 1.0 / (1.0 + np.exp(-(3.0 * base + 1.5 * noise)))
+    return pred, (base > 0).astype(np.float64)
 
 
 def rater_masks(label: np.ndarray, n_raters: int = 3, seed: Optional[int] = 0) -> np.ndarray:

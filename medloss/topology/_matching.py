@@ -55,39 +55,26 @@ def _middle_pairs(edges, edge_rank, cols, col_rank, pivots, size):
 
 
 @njit(cache=True, nogil=True)
-def _middle_match(c_edges, c_edge_rank, c_cols, c_col_rank, c_piv, img_f, f_edges, f_by, img_h, h_edges, h_by):
-    n = c_cols.shape[0]
-    mf = np.empty(n, np.int64)
-    mh = np.empty(n, np.int64)
+def _middle_lookups(c_edges, c_edge_rank, c_col_rank, c_piv, img_f, f_edges, f_by, img_h, h_edges, h_by):
+    """For every positive c pair of the middle dimension: the f and h pair indices its image pivots point to."""
+    n = c_piv.shape[0]
+    a = np.empty(n, np.int32)
+    b = np.empty(n, np.int32)
     k = 0
     for j in range(n):
         p = c_piv[j]
         if p < 0 or c_edge_rank[p] >= c_col_rank[j]:
             continue
-        a = f_by[f_edges[img_f[j]]]
-        b = h_by[h_edges[img_h[j]]]
-        if a >= 0 and b >= 0:
-            mf[k] = a
-            mh[k] = b
-            k += 1
-    return mf[:k].copy(), mh[:k].copy()
+        a[k] = f_by[f_edges[img_f[j]]]
+        b[k] = h_by[h_edges[img_h[j]]]
+        k += 1
+    return a[:k], b[:k]
 
 
-@njit(cache=True, nogil=True)
-def _top_match(c_deaths, f_by_c, h_by_c):
-    n = c_deaths.shape[0]
-    mf = np.empty(n, np.int64)
-    mh = np.empty(n, np.int64)
-    k = 0
-    for j in range(n):
-        y = c_deaths[j]
-        a = f_by_c[y]
-        b = h_by_c[y]
-        if a >= 0 and b >= 0:
-            mf[k] = a
-            mh[k] = b
-            k += 1
-    return mf[:k].copy(), mh[:k].copy()
+def _found_in_both(a, b):
+    """Matched (f pair, h pair) indices: the c pairs whose f and h lookups both found a pair."""
+    keep = (a >= 0) & (b >= 0)
+    return a[keep].astype(np.int64), b[keep].astype(np.int64)
 
 
 @njit(cache=True, nogil=True)
@@ -215,7 +202,7 @@ def match_grids(rf, nf, rh, nh, rc, nc, shape3, ndim, shortcuts=True):
     snap = lowest_block_size(faces["c"][1]) if clear else -1
     _, tcd, _, clr_c, snapshot = top_pairs(node_c, node_c, faces["c"][0], faces["c"][1], top_dim, border, n1, n2,
                                            clear, snap)
-    mf, mh = _top_match(tcd, f_by_c, h_by_c)
+    mf, mh = _found_in_both(f_by_c[tcd], h_by_c[tcd])
     d = top_dim - 1
     out[d] = (*_voxel_pairs(rf, d, tfb, tfd, top_dim, n1, n2), *_voxel_pairs(rh, d, thb, thd, top_dim, n1, n2), mf, mh)
 
@@ -239,8 +226,8 @@ def match_grids(rf, nf, rh, nh, rc, nc, shape3, ndim, shortcuts=True):
         img_f, img_h = img["f"], img["h"]
         mfb, mfd, mf_by = _middle_pairs(edges["f"][0], edges["f"][1], faces["f"][0], faces["f"][1], res["f"], size)
         mhb, mhd, mh_by = _middle_pairs(edges["h"][0], edges["h"][1], faces["h"][0], faces["h"][1], res["h"], size)
-        mf, mh = _middle_match(edges["c"][0], edges["c"][1], faces["c"][0], faces["c"][1], res["c"],
-                               img_f, edges["f"][0], mf_by, img_h, edges["h"][0], mh_by)
+        mf, mh = _found_in_both(*_middle_lookups(edges["c"][0], edges["c"][1], faces["c"][1], res["c"], img_f,
+                                                  edges["f"][0], mf_by, img_h, edges["h"][0], mh_by))
         out[1] = (*_voxel_pairs(rf, 1, mfb, mfd, top_dim, n1, n2), *_voxel_pairs(rh, 1, mhb, mhd, top_dim, n1, n2),
                   mf, mh)
     return out

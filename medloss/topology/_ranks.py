@@ -166,5 +166,5 @@ def rank_images(f: np.ndarray, h: np.ndarray):
     """Dense ranks ``(rf, nf, rh, nh, rc, nc)`` of flat images f, h and of their comparison image min(f, h)."""
     rf, uf = dense_rank(f)
     rh, uh = dense_rank(h)
-    rc, nc = _min_ranks(rf, uf + 0.0, rh, uh + 0.0)
+    rc, nc = _min_ranks(rf, uf, rh, uh)
     return rf, uf.size, rh, uh.size, rc, nc

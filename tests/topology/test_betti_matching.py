@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import glob
-import importlib.util
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
+from medloss.synthetic import noisy_prediction_pair
+from medloss.topology._oracle import load_betti_matching_3d
 from medloss.topology.api import (
     Barcode,
     BettiMatchingResult,
@@ -271,70 +270,42 @@ def test_relative_frame_semantics():
 
 # ---------------------------------------------------------------- optional oracle: Betti-Matching-3D
 
-def _load_bm3d():
-    try:
-        import topolosses
-    except Exception:  # any import problem means: oracle not available
-        return None
-    hits = glob.glob(os.path.join(os.path.dirname(topolosses.__file__), "losses", "betti_matching", "src",
-                                  "betti_matching*.so"))
-    if not hits:
-        return None
-    spec = importlib.util.spec_from_file_location("betti_matching", hits[0])
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def _reference_from_bm3d(r, ndim):
+    """Betti-Matching-3D's result in the layout of the stored reference files."""
+    ref = {"num_matched": r.num_matched, "num_unmatched_pred": r.num_unmatched_input1,
+           "num_unmatched_gt": r.num_unmatched_input2}
+    for d in range(ndim):
+        for ours, theirs in (("pred", "input1"), ("gt", "input2")):
+            for bd in ("birth", "death"):
+                ref[f"matched_{ours}_{bd}_d{d}"] = getattr(r, f"{theirs}_matched_{bd}_coordinates")[d]
+                ref[f"unmatched_{ours}_{bd}_d{d}"] = getattr(r, f"{theirs}_unmatched_{bd}_coordinates")[d]
+    return ref
 
 
 @HSET
 @given(pairs())
 def test_random_cross_check_betti_matching_3d(pq):
-    bm3d = _load_bm3d()
+    bm3d = load_betti_matching_3d()
     if bm3d is None:
         pytest.skip("Betti-Matching-3D (topolosses) extension not importable")
     p, q = pq
     r = bm3d.compute_matching(np.ascontiguousarray(p), np.ascontiguousarray(q))
-    ref = {"num_matched": r.num_matched, "num_unmatched_pred": r.num_unmatched_input1,
-           "num_unmatched_gt": r.num_unmatched_input2}
-    for d in range(p.ndim):
-        ref[f"matched_pred_birth_d{d}"] = r.input1_matched_birth_coordinates[d]
-        ref[f"matched_pred_death_d{d}"] = r.input1_matched_death_coordinates[d]
-        ref[f"matched_gt_birth_d{d}"] = r.input2_matched_birth_coordinates[d]
-        ref[f"matched_gt_death_d{d}"] = r.input2_matched_death_coordinates[d]
-        ref[f"unmatched_pred_birth_d{d}"] = r.input1_unmatched_birth_coordinates[d]
-        ref[f"unmatched_pred_death_d{d}"] = r.input1_unmatched_death_coordinates[d]
-        ref[f"unmatched_gt_birth_d{d}"] = r.input2_unmatched_birth_coordinates[d]
-        ref[f"unmatched_gt_death_d{d}"] = r.input2_unmatched_death_coordinates[d]
+    ref = _reference_from_bm3d(r, p.ndim)
     _assert_same_as_reference(betti_matching(p, q, filtration="sublevel"), ref, p.ndim)
-
-
-def _make_pair(shape, seed):
-    rng = np.random.default_rng(seed)
-    base = ndimage.gaussian_filter(rng.standard_normal(shape), 3.0, mode="reflect")
-    base /= base.std()
-    noise = ndimage.gaussian_filter(rng.standard_normal(shape), 1.0, mode="reflect")
-    noise /= noise.std()
-    return 1.0 / (1.0 + np.exp(-(3.0 * base + 1.5 * noise))), (base > 0).astype(np.float64)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("shape, seed", [((24, 24, 24), 5), ((20, 28, 16), 6), ((96, 80), 7), ((22, 18, 20), 8)])
 def test_generator_cross_check_betti_matching_3d(shape, seed):
     """Larger smooth inputs (binary target, big tie blocks in the comparison image) against Betti-Matching-3D."""
-    bm3d = _load_bm3d()
+    bm3d = load_betti_matching_3d()
     if bm3d is None:
         pytest.skip("Betti-Matching-3D (topolosses) extension not importable")
-    pred, gt = _make_pair(shape, seed)
+    pred, gt = noisy_prediction_pair(shape, seed)
     pred = np.round(pred * 8) / 8 if seed == 6 else pred  # ties in the prediction too
     pred = (pred > 0.5).astype(float) if seed == 8 else pred  # binarized prediction, as the metrics use it
     r = bm3d.compute_matching(1.0 - pred, 1.0 - gt)
-    ref = {"num_matched": r.num_matched, "num_unmatched_pred": r.num_unmatched_input1,
-           "num_unmatched_gt": r.num_unmatched_input2}
-    for d in range(pred.ndim):
-        for ours, theirs in (("pred", "input1"), ("gt", "input2")):
-            for bd in ("birth", "death"):
-                ref[f"matched_{ours}_{bd}_d{d}"] = getattr(r, f"{theirs}_matched_{bd}_coordinates")[d]
-                ref[f"unmatched_{ours}_{bd}_d{d}"] = getattr(r, f"{theirs}_unmatched_{bd}_coordinates")[d]
+    ref = _reference_from_bm3d(r, pred.ndim)
     _assert_same_as_reference(betti_matching(pred, gt), ref, pred.ndim)
 
 
