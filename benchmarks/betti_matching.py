@@ -19,12 +19,15 @@ import argparse
 import collections
 import os
 import resource
+import sys
 import time
 
 import numpy as np
 
-from medloss.synthetic import noisy_prediction_pair as make_pair
-from medloss.topology._oracle import load_betti_matching_3d
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository's devtools/
+
+from devtools.generators import noisy_prediction_pair as make_pair
+from devtools.oracles import load_betti_matching_3d
 from medloss.topology.api import betti_matching, betti_matching_batch
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from medloss.evaluation import evaluate_folder
-from medloss.synthetic import vessel_phantom
+from medloss.data.synthetic import vessel_phantom
 
 
 def write(path, array):

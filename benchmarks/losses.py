@@ -16,7 +16,7 @@ import torch
 from monai.losses import DiceLoss
 
 from medloss import losses
-from medloss.synthetic import vessel_phantom
+from medloss.data.synthetic import vessel_phantom
 
 
 def timed(fn, repeats):

@@ -15,8 +15,8 @@ from medloss import __version__
 
 # name -> (module, one-line help)
 SUBCOMMANDS = {
-    "demo": ("medloss.demo", "train a small U-Net with and without medloss losses on vessel phantoms, write a report"),
-    "example": ("medloss.quickstart", "run every loss and transform on generated data and print the results"),
+    "demo": ("medloss.apps.demo", "train a small U-Net with and without medloss losses on vessel phantoms, write a report"),
+    "example": ("medloss.apps.example", "run every loss and transform on generated data and print the results"),
     "evaluate": ("medloss.evaluation.cli", "score a folder of predicted label volumes against references"),
     "nnunet": ("medloss.nnunet.cli", "nnU-Net v2 trainers: path for nnUNet_extTrainer, train, predict"),
 }

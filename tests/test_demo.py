@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from medloss import demo
+from medloss.apps import demo
 
 
 def _args(tmp_path, *extra):
@@ -65,7 +65,7 @@ def test_betti_branch_continues_the_baseline_run(tmp_path):
 def _write_folder(root, n, shape=(20, 20, 14)):  # 14 < patch 16: padded for training and inference
     import nibabel as nib
 
-    from medloss.synthetic import vessel_image, vessel_phantom
+    from medloss.data.synthetic import vessel_image, vessel_phantom
 
     (root / "imagesTr").mkdir(parents=True)
     (root / "labelsTr").mkdir()

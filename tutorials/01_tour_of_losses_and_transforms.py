@@ -1,6 +1,6 @@
 """A tour of every medloss loss and transform on generated data.
 
-Everything here runs on CPU in a few seconds on synthetic vessel phantoms from ``medloss.synthetic``; no download.
+Everything here runs on CPU in a few seconds on synthetic vessel phantoms from ``medloss.data.synthetic``; no download.
 
 Conventions that hold for every loss (they follow MONAI):
 
@@ -58,7 +58,7 @@ from medloss.metrics import (
     generalized_energy_distance,
 )
 from medloss.networks import ProbabilisticUNet
-from medloss.synthetic import rater_masks, vessel_image, vessel_phantom
+from medloss.data.synthetic import rater_masks, vessel_image, vessel_phantom
 from medloss.topology import betti_matching, betti_numbers
 from medloss.transforms import (
     LabelMIPd,

@@ -36,8 +36,8 @@ import nibabel as nib
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-BUNDLE = REPO / "configs" / "vessel_mip"
-SCHEMA = REPO / "configs" / "meta_schema.json"
+BUNDLE = REPO / "medloss" / "bundles" / "vessel_mip"
+SCHEMA = REPO / "medloss" / "bundles" / "meta_schema.json"
 
 
 def bundle_run(bundle: Path, config: str, overrides) -> None:

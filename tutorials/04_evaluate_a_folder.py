@@ -36,7 +36,7 @@ import numpy as np
 from scipy.ndimage import binary_erosion
 
 from medloss.evaluation import evaluate_folder
-from medloss.synthetic import vessel_phantom
+from medloss.data.synthetic import vessel_phantom
 
 
 def write_cases(root: Path, n_cases: int, size: int) -> None:

@@ -22,6 +22,8 @@ _EXPORTS = {
     "PULASkiLoss": ".pulaski",
     # fairness (FairSeg)
     "FairErrorBoundScalingLoss": ".fairness",
+    # per-batch inputs besides (input, target), for MONAI engines and nnU-Net trainers
+    "BatchInputsLoss": ".batch_inputs",
     # semantic features (IMPACT)
     "IMPACTLoss": ".impact",
     "IMPACTSynthLoss": ".impact",

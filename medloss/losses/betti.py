@@ -9,7 +9,7 @@ import torch
 from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
 
-from medloss.losses.utils import check_activation_args, check_binary, check_range, prepare_input_target, reduce
+from medloss.validation import check_activation_args, check_binary, check_range, prepare_input_target, reduce
 
 __all__ = ["BettiMatchingLoss"]
 

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from monai.utils import LossReduction
 from torch import nn
 
-from medloss.losses.utils import check_activation_args, check_finite, prepare_input_target, reduce
+from medloss.validation import check_activation_args, check_finite, prepare_input_target, reduce
 
 __all__ = ["FairErrorBoundScalingLoss", "febs_group_weights", "check_group_ids"]
 

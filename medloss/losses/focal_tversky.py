@@ -13,7 +13,7 @@ import torch
 from monai.utils import LossReduction
 from torch import nn
 
-from medloss.losses.utils import check_activation_args, check_range, prepare_input_target, reduce
+from medloss.validation import check_activation_args, check_range, prepare_input_target, reduce
 
 __all__ = ["FocalTverskyLoss", "focal_tversky"]
 

@@ -68,7 +68,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from medloss.losses.utils import check_finite, check_same_shape, check_spatial_input, reduce
+from medloss.validation import check_finite, check_same_shape, check_spatial_input, reduce
 
 __all__ = ["IMPACTLoss", "IMPACTSynthLoss", "feature_distance", "resolve_model_path", "DISTANCES", "MODEL_DIR_ENV",
            "HF_MODELS_REPO"]

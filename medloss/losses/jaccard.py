@@ -18,7 +18,7 @@ import torch
 from monai.utils import LossReduction
 from torch import nn
 
-from medloss.losses.utils import (
+from medloss.validation import (
     check_activation_args,
     check_binary,
     check_range,

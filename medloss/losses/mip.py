@@ -15,7 +15,7 @@ from monai.utils import LossReduction
 from torch import nn
 
 from medloss.losses.focal_tversky import FocalTverskyLoss, prepare_probabilities
-from medloss.losses.utils import check_activation_args, check_finite, check_range, reduce
+from medloss.validation import check_activation_args, check_finite, check_range, reduce
 
 __all__ = ["MIPLoss", "max_projection"]
 

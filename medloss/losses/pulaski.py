@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 from monai.utils import LossReduction
 
-from medloss.losses.utils import check_activation_args, check_binary, check_finite, check_range, one_hot, reduce
+from medloss.validation import check_activation_args, check_binary, check_finite, check_range, one_hot, reduce
 
 __all__ = ["SinkhornDistanceLoss", "EnergyDistanceLoss", "PULASkiLoss"]
 

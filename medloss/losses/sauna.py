@@ -14,7 +14,7 @@ import torch
 from monai.utils import LossReduction
 from torch import nn
 
-from medloss.losses.utils import check_finite, check_range, check_same_shape, check_spatial_input, reduce
+from medloss.validation import check_finite, check_range, check_same_shape, check_spatial_input, reduce
 
 __all__ = ["SignedJaccardLoss", "FocalL1Loss", "SAUNALoss"]
 

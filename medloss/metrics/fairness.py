@@ -25,7 +25,7 @@ import torch
 from monai.metrics import CumulativeIterationMetric, compute_dice, compute_iou
 
 from medloss.losses.fairness import check_group_ids
-from medloss.losses.utils import check_binary, check_same_shape
+from medloss.validation import check_binary, check_same_shape
 
 __all__ = ["equity_scaled_metric", "EquityScaledMetric", "per_sample_dice", "per_sample_iou"]
 

@@ -1,7 +1,7 @@
 """Small synthetic nnU-Net v2 raw datasets and plans edits, for tutorials, tests and trying trainers out.
 
 :func:`write_synthetic_dataset` writes the nnU-Net raw layout (``imagesTr/<case>_0000.nii.gz``, ``labelsTr``,
-``imagesTs``, ``labelsTs``, ``dataset.json``) with vessel-tree phantoms from :mod:`medloss.synthetic`;
+``imagesTs``, ``labelsTs``, ``dataset.json``) with vessel-tree phantoms from :mod:`medloss.data.synthetic`;
 :func:`add_plans_configuration` adds a configuration inheriting ``3d_fullres`` (narrower network, shorter schedule,
 a ``medloss`` entry) to a preprocessed plans file without re-preprocessing.
 """
@@ -44,7 +44,7 @@ def write_synthetic_dataset(
     """
     from scipy.ndimage import distance_transform_edt
 
-    from medloss.synthetic import vessel_image, vessel_phantom
+    from medloss.data.synthetic import vessel_image, vessel_phantom
 
     folder = os.path.join(raw_root, f"Dataset{dataset_id:03d}_{name}")
     for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):

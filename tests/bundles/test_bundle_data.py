@@ -1,4 +1,4 @@
-"""Tests for medloss.bundle_data: synthetic cases, nnU-Net layout listing, the training glue."""
+"""Tests for medloss.bundles.data: synthetic cases, nnU-Net layout listing, the training glue."""
 
 import copy
 import json
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from medloss.bundle_data import (
+from medloss.bundles.data import (
     LossIteration,
     MeanPredictionNet,
     WeightedSumLoss,
@@ -39,8 +39,8 @@ def test_synthetic_cases_are_written_and_listed(tmp_path):
             assert set(np.unique(nib.load(r).get_fdata())) <= {0.0, 1.0}
         # the image is the phantom's angiography: vessels are brighter than background
         assert image[label > 0].mean() > image[label == 0].mean()
-    # the phantom is the one medloss.synthetic makes with that seed
-    from medloss.synthetic import vessel_phantom
+    # the phantom is the one medloss.data.synthetic makes with that seed
+    from medloss.data.synthetic import vessel_phantom
 
     np.testing.assert_array_equal(nib.load(cases[1]["label"]).get_fdata(), vessel_phantom((12, 12, 12), seed=6))
 

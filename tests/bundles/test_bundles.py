@@ -19,7 +19,7 @@ import pytest
 from monai.bundle import ConfigParser, verify_metadata, verify_net_in_out
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIGS = REPO / "configs"
+CONFIGS = REPO / "medloss" / "bundles"
 SCHEMA = CONFIGS / "meta_schema.json"
 
 # bundle -> (network id checked by verify_net_in_out, medloss class the train config must reference, extra overrides)
@@ -48,7 +48,7 @@ def _targets(node):
 
 
 def test_every_bundle_is_complete():
-    found = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir())
+    found = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir() and not p.name.startswith("_"))
     assert found == sorted(BUNDLES)
     for name in BUNDLES:
         root = CONFIGS / name
@@ -104,7 +104,7 @@ def test_verify_net_in_out(name, tmp_path):
 @pytest.mark.parametrize("name", sorted(BUNDLES))
 def test_dataset_dir_replaces_synthetic_data(name, tmp_path):
     """With --dataset_dir the configs list that nnU-Net-layout folder (here written by the synthetic writer)."""
-    from medloss.bundle_data import write_synthetic_vessels
+    from medloss.bundles.data import write_synthetic_vessels
 
     dataset = tmp_path / "Dataset042_Given"
     write_synthetic_vessels(dataset, n_cases=3, size=8, n_raters=2, with_target=True)

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
-from medloss.synthetic import noisy_prediction_pair
-from medloss.topology._oracle import load_betti_matching_3d
+from devtools.generators import noisy_prediction_pair
+from devtools.oracles import load_betti_matching_3d
 from medloss.topology.api import (
     Barcode,
     BettiMatchingResult,

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from medloss.synthetic import noisy_prediction_pair
+from devtools.generators import noisy_prediction_pair
 from medloss.topology._cells import num_cells, sorted_cells
 from medloss.topology._matching import match_grids
 from medloss.topology._ranks import dense_rank, rank_images

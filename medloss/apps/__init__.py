@@ -1,0 +1,1 @@
+"""Applications built on the library: ``medloss demo`` and ``medloss example``."""

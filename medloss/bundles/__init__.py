@@ -1,0 +1,1 @@
+"""MONAI bundles for every medloss method (shipped as package data) and the glue they use."""

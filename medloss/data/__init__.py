@@ -1,0 +1,1 @@
+"""Data layer: dataset layouts, group files, multi-rater files, synthetic data and image writing."""
