@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "demo": ("medloss.apps.demo", "train a small U-Net with and without medloss losses on vessel phantoms, write a report"),
     "example": ("medloss.apps.example", "run every loss and transform on generated data and print the results"),
     "evaluate": ("medloss.evaluation.cli", "score a folder of predicted label volumes against references"),
+    "bundle": ("medloss.bundles.cli", "MONAI bundles: list them, copy one into a folder to run it"),
     "nnunet": ("medloss.nnunet.cli", "nnU-Net v2 trainers: path for nnUNet_extTrainer, train, predict"),
 }
 

@@ -1,15 +1,18 @@
-"""Input handling shared by every medloss loss.
+"""Input handling shared by the medloss losses, transforms and metrics.
 
 The order follows MONAI's losses so that users see the same behaviour everywhere: activation, one-hot
 conversion of the target, background removal, shape check, then the method's own computation and
-:func:`reduce` at the end. Every check raises ``ValueError`` saying what was expected and what came.
+:func:`reduce` at the end (one reduction check, :func:`check_reduction`, with one message). Every check raises
+``ValueError`` saying what was expected and what came. Tensor-side checks come first; the array side used by the
+metrics (numpy arrays or tensors) is at the end of the module.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from monai.utils import LossReduction
 
@@ -19,11 +22,27 @@ __all__ = [
     "check_same_shape",
     "check_range",
     "check_binary",
+    "check_float_input",
+    "check_class_labels",
+    "check_axes",
+    "check_class_weights",
+    "spatial_axes_to_dims",
     "one_hot",
+    "prepare_probabilities",
     "prepare_input_target",
+    "check_reduction",
     "reduce",
     "check_activation_args",
+    "check_group_ids",
+    "UNKNOWN_GROUP",
+    "ArrayLike",
+    "to_numpy",
+    "binarize_pair",
+    "binarize_image_pair",
 ]
+
+#: group id of a sample whose attribute is unknown (fairness losses and metrics)
+UNKNOWN_GROUP = -1
 
 
 def check_finite(tensor: torch.Tensor, name: str) -> None:
@@ -70,33 +89,111 @@ def check_binary(tensor: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} must be binary (0/1), got values such as {values}.")
 
 
-def one_hot(labels: torch.Tensor, num_classes: int, ignore_index: Optional[int] = None) -> torch.Tensor:
-    """One-hot encode a ``(B, 1, *spatial)`` label map into ``(B, num_classes, *spatial)``.
+def check_float_input(tensor: torch.Tensor, name: str = "input") -> torch.Tensor:
+    """Raise ``ValueError`` unless ``tensor`` is a floating point tensor; half precision comes back as float32.
 
-    Values must be integers in ``[0, num_classes)``; ``ignore_index`` voxels become all-zero columns (mask
-    them separately). Unlike a silent clamp, anything else is an error.
+    Sums over many voxels lose precision in float16/bfloat16, so the losses compute in float32 at least.
+
+    Example:
+        >>> check_float_input(torch.zeros(2, dtype=torch.float16)).dtype
+        torch.float32
+    """
+    if not isinstance(tensor, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}.")
+    if not tensor.is_floating_point():
+        raise ValueError(f"{name} must be a floating point tensor, got dtype {tensor.dtype}.")
+    if tensor.dtype in (torch.float16, torch.bfloat16):
+        return tensor.float()
+    return tensor
+
+
+def check_class_labels(
+    labels: torch.Tensor, num_classes: int, name: str = "label", ignore_index: Optional[int] = None
+) -> None:
+    """Raise ``ValueError`` unless ``labels`` holds integer class indices in ``[0, num_classes)``.
+
+    Floating point labels must be whole numbers; ``ignore_index`` values are allowed besides the classes. Unlike a
+    silent clamp, anything else is an error.
+    """
+    if labels.is_floating_point():
+        check_finite(labels, name)
+        if not bool((labels == torch.round(labels)).all()):
+            raise ValueError(f"{name} values must be integer class indices, got non-integer values.")
+    valid = torch.ones_like(labels, dtype=torch.bool) if ignore_index is None else labels != ignore_index
+    bad = valid & ((labels < 0) | (labels >= num_classes))
+    if bool(bad.any()):
+        values = torch.unique(labels[bad])[:8].tolist()
+        raise ValueError(
+            f"{name} values must be in [0, {num_classes - 1}] for {num_classes} classes"
+            f"{'' if ignore_index is None else f' (or ignore_index={ignore_index})'}, got {values}."
+        )
+
+
+def one_hot(labels: torch.Tensor, num_classes: int, ignore_index: Optional[int] = None) -> torch.Tensor:
+    """One-hot encode a ``(B, 1, *spatial)`` label map into ``(B, num_classes, *spatial)`` float32.
+
+    Values must be integers in ``[0, num_classes)`` (:func:`check_class_labels`); ``ignore_index`` voxels become
+    all-zero columns (mask them separately).
+
+    Example:
+        >>> one_hot(torch.tensor([[[0, 2]]]), 3)[0].tolist()
+        [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]
     """
     if labels.ndim < 3 or labels.shape[1] != 1:
         raise ValueError(
             f"to_onehot_y expects a label map of shape (B, 1, *spatial), got shape {tuple(labels.shape)}."
         )
-    lab = labels
-    if lab.is_floating_point():
-        if not bool((lab == torch.round(lab)).all()):
-            raise ValueError("to_onehot_y expects integer class labels, got non-integer values.")
-    lab = lab.long()
+    check_class_labels(labels, num_classes, "label", ignore_index)
+    lab = labels.long()
     valid = torch.ones_like(lab, dtype=torch.bool) if ignore_index is None else lab != ignore_index
-    bad = valid & ((lab < 0) | (lab >= num_classes))
-    if bool(bad.any()):
-        values = torch.unique(lab[bad])[:8].tolist()
-        raise ValueError(
-            f"label values must be in [0, {num_classes - 1}] for {num_classes} predicted channels"
-            f"{'' if ignore_index is None else f' (or ignore_index={ignore_index})'}, got {values}."
-        )
     lab = torch.where(valid, lab, torch.zeros_like(lab))
     out = torch.zeros((lab.shape[0], num_classes) + tuple(lab.shape[2:]), dtype=torch.float32, device=lab.device)
     out.scatter_(1, lab, 1.0)
     return out * valid
+
+
+def check_class_weights(class_weights: Optional[Union[Sequence[float], torch.Tensor]]) -> Optional[torch.Tensor]:
+    """Class (channel) weights of a loss as a flat float64 tensor (``None`` stays ``None``), or ``ValueError``.
+
+    The weights must be finite, ``>= 0`` and not all 0 (the loss would be constant).
+    """
+    if class_weights is None:
+        return None
+    w = torch.as_tensor(class_weights, dtype=torch.float64).flatten()
+    if w.numel() == 0 or not bool(torch.isfinite(w).all()) or float(w.min()) < 0 or float(w.sum()) <= 0:
+        raise ValueError(f"class_weights must be finite, >= 0 and not all 0, got {w.tolist()}.")
+    return w
+
+
+def check_axes(axes: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+    """``axes`` (an int or a non-empty sequence of ints) as a tuple, or ``ValueError``."""
+
+    def is_int(a) -> bool:
+        return isinstance(a, (int, np.integer)) and not isinstance(a, bool)
+
+    if is_int(axes):
+        return (int(axes),)
+    if not isinstance(axes, Sequence) or isinstance(axes, str) or len(axes) == 0 or not all(map(is_int, axes)):
+        raise ValueError(f"axes must be an int or a non-empty sequence of ints, got {axes!r}.")
+    return tuple(int(a) for a in axes)
+
+
+def spatial_axes_to_dims(axes: Tuple[int, ...], n_spatial: int, first_dim: int) -> Tuple[int, ...]:
+    """Tensor dims of spatial ``axes`` (0 = first spatial axis, negative from the last) for ``n_spatial`` spatial
+    dims starting at tensor dim ``first_dim`` (2 for ``(B, C, *spatial)``, 1 for ``(C, *spatial)``).
+
+    Example:
+        >>> spatial_axes_to_dims((0, -1), 3, first_dim=2)
+        (2, 4)
+    """
+    dims = []
+    for a in axes:
+        if not -n_spatial <= a < n_spatial:
+            raise ValueError(f"axes must lie in [{-n_spatial}, {n_spatial - 1}] for {n_spatial}D input, got {axes}.")
+        dims.append(first_dim + a % n_spatial)
+    if len(set(dims)) != len(dims):
+        raise ValueError(f"axes must name distinct spatial axes, got {axes} for {n_spatial}D input.")
+    return tuple(dims)
 
 
 def check_activation_args(sigmoid: bool, softmax: bool, other_act: Optional[Callable]) -> None:
@@ -179,11 +276,207 @@ def prepare_input_target(
     return input, target, keep
 
 
-def reduce(loss: torch.Tensor, reduction: Union[LossReduction, str]) -> torch.Tensor:
-    """Apply a MONAI ``reduction`` (``"mean"``, ``"sum"``, ``"none"``) to a per-item (or per-item-per-class) loss."""
-    reduction = LossReduction(reduction).value
+def prepare_probabilities(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    include_background: bool = True,
+    to_onehot_y: bool = False,
+    sigmoid: bool = False,
+    softmax: bool = False,
+    other_act: Optional[Callable] = None,
+    ignore_index: Optional[int] = None,
+) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """:func:`prepare_input_target` for losses of probabilities and labels in ``[0, 1]``, with range checks.
+
+    Half precision input and target are computed in float32. The prediction after the activation must lie in
+    ``[0, 1]`` (not checked after a sigmoid or a multi-channel softmax, which guarantee it); a soft target must lie
+    in ``[0, 1]``, and the label map of a single-channel prediction (``to_onehot_y`` ignored) must be binary.
+
+    Returns:
+        ``(probabilities, target, keep)`` as :func:`prepare_input_target`.
+
+    Raises:
+        ValueError: as :func:`prepare_input_target`, an input that is not floating point, and values out of range.
+    """
+    input = check_float_input(input)
+    if isinstance(target, torch.Tensor) and target.dtype in (torch.float16, torch.bfloat16):
+        target = target.float()
+    prob, target, keep = prepare_input_target(
+        input, target, include_background, to_onehot_y, sigmoid, softmax, other_act, ignore_index
+    )
+    if not (sigmoid or (softmax and input.shape[1] > 1)):
+        check_range(prob.detach(), 0.0, 1.0, "prediction (input after the activation)")
+    if not to_onehot_y:
+        check_range(target, 0.0, 1.0, "soft target")
+    elif input.shape[1] == 1:
+        check_binary(target, "label map of a single-channel prediction (to_onehot_y=True)")
+    return prob, target, keep
+
+
+def check_reduction(reduction: Union[LossReduction, str]) -> str:
+    """Return the value (``"mean"``, ``"sum"`` or ``"none"``) of a MONAI ``reduction``, or raise ``ValueError``.
+
+    Example:
+        >>> check_reduction("none"), check_reduction(LossReduction.SUM)
+        ('none', 'sum')
+    """
+    try:
+        return LossReduction(reduction).value
+    except (ValueError, TypeError):
+        raise ValueError(f'reduction must be one of "mean", "sum", "none", got {reduction!r}.') from None
+
+
+def reduce(loss: torch.Tensor, reduction: Union[LossReduction, str], input_ndim: Optional[int] = None) -> torch.Tensor:
+    """Apply a MONAI ``reduction`` (``"mean"``, ``"sum"``, ``"none"``) to per-item losses.
+
+    Args:
+        loss: per-item losses, e.g. ``(B, C)`` per sample and class, ``(C,)`` per class or ``(B,)`` per sample.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        input_ndim: with ``"none"``, the number of dims of the loss input ``(B, C, *spatial)``: the losses then get
+            the broadcastable shape of MONAI's ``DiceLoss`` (``list(loss.shape[0:2]) + [1] * (input_ndim - 2)``),
+            i.e. ``(B, C, 1, 1[, 1])`` per sample and class, ``(C, 1, 1[, 1])`` per class. ``None`` keeps the shape.
+
+    Example:
+        >>> per_item = torch.tensor([[0.25, 0.75], [0.5, 0.5]])
+        >>> float(reduce(per_item, "mean")), reduce(per_item, "none", input_ndim=5).shape
+        (0.5, torch.Size([2, 2, 1, 1, 1]))
+    """
+    reduction = check_reduction(reduction)
     if reduction == LossReduction.MEAN.value:
         return loss.mean()
     if reduction == LossReduction.SUM.value:
         return loss.sum()
+    if input_ndim is not None:
+        return loss.reshape(list(loss.shape[0:2]) + [1] * (input_ndim - 2))
     return loss
+
+
+def check_group_ids(groups, batch_size: int, num_groups: int, device: Optional[torch.device] = None) -> torch.Tensor:
+    """Validate one group id per sample and return them as a ``(B,)`` long tensor.
+
+    Args:
+        groups: ``(B,)`` (or ``(B, 1)``) integer ids in ``[0, num_groups)``, or ``-1`` for an unknown attribute;
+            a tensor, numpy array or sequence. Floating values are accepted only when they are whole numbers.
+        batch_size: expected number of samples ``B``.
+        num_groups: number of groups ``G``.
+        device: device of the returned tensor.
+
+    Raises:
+        ValueError: non-integer, NaN/Inf or out-of-range ids, or a length different from ``batch_size``.
+    """
+    if groups is None:
+        raise ValueError("groups is required: one group id per sample, shape (B,).")
+    if not isinstance(groups, torch.Tensor):
+        arr = np.asarray(groups)
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise ValueError(f"groups must hold integer group ids, got dtype {arr.dtype}.")
+        groups = torch.as_tensor(arr)
+    if groups.ndim == 2 and groups.shape[1] == 1:
+        groups = groups[:, 0]
+    if groups.ndim != 1 or groups.shape[0] != batch_size:
+        raise ValueError(
+            f"groups must have shape ({batch_size},) (one id per sample of the batch), got shape {tuple(groups.shape)}."
+        )
+    if groups.is_complex():
+        raise ValueError("groups must hold integer group ids, got complex values.")
+    if groups.is_floating_point():
+        check_finite(groups, "groups")
+        if not bool((groups == torch.round(groups)).all()):
+            bad = groups[groups != torch.round(groups)][:5].tolist()
+            raise ValueError(f"groups must hold integer group ids, got non-integer values such as {bad}.")
+    groups = groups.to(device=device, dtype=torch.long)
+    bad = (groups < UNKNOWN_GROUP) | (groups >= num_groups)
+    if bool(bad.any()):
+        values = torch.unique(groups[bad])[:8].tolist()
+        raise ValueError(
+            f"group ids must be in [0, {num_groups - 1}] (num_groups={num_groups}) or {UNKNOWN_GROUP} for unknown, "
+            f"got {values}."
+        )
+    return groups
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# array side: the input handling of the metrics, which take numpy arrays or torch tensors
+ArrayLike = Union[np.ndarray, torch.Tensor]
+
+
+def to_numpy(array: ArrayLike, name: str) -> np.ndarray:
+    """``array`` as a numpy array: tensors are detached and moved to the CPU, numpy arrays pass unchanged.
+
+    Raises:
+        ValueError: ``array`` is neither a numpy array nor a torch tensor.
+    """
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu()
+        if array.dtype in (torch.bfloat16, torch.float16):
+            array = array.float()  # numpy has no bfloat16
+        array = array.numpy()
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array or torch tensor, got {type(array).__name__}.")
+    return array
+
+
+def binarize_pair(
+    prediction: ArrayLike, target: ArrayLike, threshold: float = 0.5, include_background: bool = True
+) -> Tuple[np.ndarray, np.ndarray, Tuple[int, ...]]:
+    """Check and binarise a prediction/target pair of one image or a batch.
+
+    Args:
+        prediction: probabilities or a binary mask, ``(*spatial)`` (2D/3D) or ``(B, C, *spatial)``; foreground is
+            ``prediction > threshold``.
+        target: binary mask (bool or 0/1) of the same shape.
+        threshold: binarisation threshold of ``prediction``.
+        include_background: for batched input with ``C > 1``, keep channel 0.
+
+    Returns:
+        ``(prediction_mask, target_mask, lead)``: boolean arrays of shape ``(N, *spatial)`` and the leading shape
+        of the result, ``()`` for a single image (``N = 1``) or ``(B, C')`` for a batch (``N = B * C'``, ``C'`` the
+        channels kept).
+
+    Raises:
+        ValueError: not a numpy array or tensor, different shapes, not 2D/3D, empty, non-real values, NaN/Inf,
+            or a target that is not binary.
+    """
+    pred = to_numpy(prediction, "prediction")
+    gt = to_numpy(target, "target")
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction and target must have the same shape, got {pred.shape} and {gt.shape}.")
+    if pred.ndim not in (2, 3, 4, 5):
+        raise ValueError(
+            f"expected a 2D/3D image (*spatial) or a batch (B, C, *spatial) with 2 or 3 spatial dims, "
+            f"got shape {pred.shape}."
+        )
+    if pred.size == 0:
+        raise ValueError(f"prediction is empty (shape {pred.shape}).")
+    for name, arr in (("prediction", pred), ("target", gt)):
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}.")
+        # boolean and integer masks (the common case for large volumes) need no finiteness check
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains {int((~np.isfinite(arr)).sum())} NaN/Inf value(s).")
+    if gt.dtype != np.bool_ and not ((gt == 0) | (gt == 1)).all():
+        raise ValueError(f"target must be binary (0/1), got values such as {np.unique(gt)[:8].tolist()}.")
+    lead: Tuple[int, ...] = ()
+    if pred.ndim >= 4:
+        if not include_background and pred.shape[1] > 1:
+            pred, gt = pred[:, 1:], gt[:, 1:]
+        lead = pred.shape[:2]
+    spatial = pred.shape[2:] if lead else pred.shape
+    pred_mask = pred if pred.dtype == np.bool_ and threshold == 0.5 else pred > threshold
+    gt_mask = gt if gt.dtype == np.bool_ else gt > 0.5
+    return pred_mask.reshape((-1,) + spatial), gt_mask.reshape((-1,) + spatial), lead
+
+
+def binarize_image_pair(
+    prediction: ArrayLike, target: ArrayLike, threshold: float = 0.5
+) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`binarize_pair` for exactly one image: two boolean masks of the input's shape ``(*spatial)`` (2D/3D).
+
+    Raises:
+        ValueError: as :func:`binarize_pair`, and for batched ``(B, C, *spatial)`` input.
+    """
+    pred = to_numpy(prediction, "prediction")
+    if pred.ndim not in (2, 3):
+        raise ValueError(f"expected one 2D or 3D image (*spatial), got prediction of shape {pred.shape}.")
+    pred, gt, _ = binarize_pair(pred, target, threshold)
+    return pred[0], gt[0]

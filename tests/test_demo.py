@@ -17,13 +17,21 @@ def _args(tmp_path, *extra):
                               "--iterations", "6", "--batch-size", "1", *extra])
 
 
-def _check_metrics(means, names):
-    assert list(means) == names
-    for m in means.values():
-        assert 0.0 <= m["Dice"] <= 1.0 and 0.0 <= m["clDice"] <= 1.0
-        for key in ("BNE0", "BNE1", "BNE2", "BNE", "BME"):
-            assert math.isfinite(m[key]) and m[key] >= 0
-        assert math.isclose(m["BNE"], m["BNE0"] + m["BNE1"] + m["BNE2"])
+def _check_metrics(result, names):
+    means, per_case = result["mean"], result["per_case"]
+    assert list(means) == names == list(per_case)
+    for name in names:
+        cases = list(per_case[name].values())
+        assert [c for c in per_case[name]] == result["test_cases"]
+        for c in cases:
+            assert 0.0 <= c["Dice"] <= 1.0 and 0.0 <= c["clDice"] <= 1.0
+            assert math.isclose(c["BNE"], c["BNE0"] + c["BNE1"] + c["BNE2"])
+            # every Betti number error is also a matching error: BME >= BNE per dimension
+            for d in (0, 1, 2):
+                assert c[f"BME{d}"] >= c[f"BNE{d}"] >= 0, (name, d, c)
+        # the reported means are the means over the test cases
+        for key, value in means[name].items():
+            assert value == pytest.approx(float(np.mean([c[key] for c in cases])), nan_ok=True), (name, key)
 
 
 def test_tiny_run_writes_report(tmp_path, capsys):
@@ -33,7 +41,7 @@ def test_tiny_run_writes_report(tmp_path, capsys):
     for name in ("report.md", "metrics.json", "metrics_bar.png", "mip_phantom_002.png"):
         assert (out / name).stat().st_size > 0, name
     result = json.loads((out / "metrics.json").read_text())
-    _check_metrics(result["mean"], list(demo.LOSSES))
+    _check_metrics(result, list(demo.LOSSES))
     assert result["test_cases"] == ["phantom_002"] and result["train_cases"] == ["phantom_000", "phantom_001"]
     # the Betti model branches from the baseline run and ends at the same iteration count
     assert 0 < result["betti_branch_iteration"] < 6
@@ -63,17 +71,15 @@ def test_betti_branch_continues_the_baseline_run(tmp_path):
 
 
 def _write_folder(root, n, shape=(20, 20, 14)):  # 14 < patch 16: padded for training and inference
-    import nibabel as nib
-
+    from medloss.data import save_nifti
     from medloss.data.synthetic import vessel_image, vessel_phantom
 
     (root / "imagesTr").mkdir(parents=True)
     (root / "labelsTr").mkdir()
     for i in range(n):
         label = vessel_phantom(shape, seed=10 + i)
-        affine = np.diag([0.5, 0.5, 0.8, 1.0])
-        nib.save(nib.Nifti1Image(vessel_image(label, seed=i) * 300, affine), str(root / "imagesTr" / f"v_{i}_0000.nii.gz"))
-        nib.save(nib.Nifti1Image(label * 2, affine), str(root / "labelsTr" / f"v_{i}.nii.gz"))  # label 2 -> vessel
+        save_nifti(vessel_image(label, seed=i) * 300, root / "imagesTr" / f"v_{i}_0000.nii.gz", (0.5, 0.5, 0.8))
+        save_nifti(label * 2, root / "labelsTr" / f"v_{i}.nii.gz", (0.5, 0.5, 0.8))  # label 2 -> vessel
 
 
 def test_nifti_folder(tmp_path):
@@ -81,7 +87,7 @@ def test_nifti_folder(tmp_path):
     args = _args(tmp_path, "--data", str(tmp_path / "data"), "--test-cases", "1", "--losses", "baseline,sauna")
     result = demo.run(args)
     assert result["train_cases"] == ["v_0", "v_1"] and result["test_cases"] == ["v_2"]
-    _check_metrics(result["mean"], ["baseline", "sauna"])
+    _check_metrics(result, ["baseline", "sauna"])
     assert (tmp_path / "out" / "mip_v_2.png").exists()
 
 

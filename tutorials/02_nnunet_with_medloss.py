@@ -1,8 +1,8 @@
 """The nnU-Net v2 workflow with a medloss trainer, from raw data to evaluated predictions.
 
 This is what you do with your own dataset; here a synthetic vessel dataset stands in for it
-(``medloss.nnunet.datasets.write_synthetic_dataset`` writes nnU-Net's raw layout: ``imagesTr/<case>_0000.nii.gz``,
-``labelsTr/<case>.nii.gz``, ``imagesTs``, ``labelsTs`` and ``dataset.json``).
+(``medloss.data.write_synthetic_dataset`` writes nnU-Net's raw layout into ``$nnUNet_raw/Dataset<ID>_Vessels``:
+``imagesTr/<case>_0000.nii.gz``, ``labelsTr/<case>.nii.gz``, ``imagesTs``, ``labelsTs`` and ``dataset.json``).
 
 1. nnU-Net finds its data through three environment variables: ``nnUNet_raw``, ``nnUNet_preprocessed`` and
    ``nnUNet_results``. They are read when nnU-Net is imported, so they are set before any command runs.
@@ -51,7 +51,8 @@ def main():
     parser.add_argument("--device", default="cpu", help="cpu, cuda or mps (default cpu)")
     args = parser.parse_args()
 
-    from medloss.nnunet.datasets import add_plans_configuration, write_synthetic_dataset
+    from medloss.data import write_synthetic_dataset
+    from medloss.nnunet.datasets import add_plans_configuration
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.out or tmp).resolve()
@@ -62,8 +63,10 @@ def main():
         env["nnUNet_compile"] = "false"    # torch.compile only pays off on long GPU runs
 
         # 1. The dataset (replace with your own folder under nnUNet_raw).
-        raw = Path(write_synthetic_dataset(env["nnUNet_raw"], args.dataset_id, "Vessels", n_train=5, n_test=2,
-                                           size=32))
+        raw = Path(env["nnUNet_raw"]) / f"Dataset{args.dataset_id:03d}_Vessels"
+        phantom = {"n_trees": 2, "max_depth": 2, "root_radius": (1.5, 3.0)}   # a few thick vessels
+        write_synthetic_dataset(raw, n_cases=5, size=32, phantom=phantom, case_prefix="vessel_")
+        write_synthetic_dataset(raw, n_cases=2, size=32, split="Ts", phantom=phantom, case_prefix="vesselts_")
         print(f"raw dataset: {raw}")
 
         # 2. Plan and preprocess. The planner sets torch's thread count from nnUNet_n_proc_DA, so it must be >= 1.

@@ -1,4 +1,4 @@
-"""Train and run a medloss MONAI bundle (``configs/vessel_mip``) from the command line, as a MONAI user would.
+"""Train and run a medloss MONAI bundle (``vessel_mip``) from the command line, as a MONAI user would.
 
 A MONAI bundle is a folder of JSON configs (``configs/train.json``, ``configs/inference.json``) plus
 ``configs/metadata.json``; objects are built from ``_target_`` entries, so the medloss parts are plain references such
@@ -7,8 +7,10 @@ as ``"_target_": "medloss.losses.MIPLoss"``. Every top-level config entry can be
 
 Steps:
 
-1. copy the bundle to a working folder (training writes ``models/``, ``cache/`` and ``eval/`` inside the bundle);
-2. check ``metadata.json`` against ``configs/meta_schema.json`` (``monai.bundle.verify_metadata``);
+1. ``medloss bundle init vessel_mip DIR`` copies the bundle out of the installed package into a new folder
+   (training writes ``models/``, ``cache/`` and ``eval/`` inside it; ``medloss bundle list`` names all bundles);
+2. check ``configs/metadata.json`` against the ``meta_schema.json`` copied next to it
+   (``monai.bundle.verify_metadata``);
 3. ``python -m monai.bundle run --config_file configs/train.json ...``: with no ``--dataset_dir`` the bundle
    generates synthetic vessel cases (written to ``cache/``) and trains a U-Net with Focal Tversky + MIP loss,
    saving ``models/model.pt``;
@@ -22,11 +24,10 @@ Run::
 
     python tutorials/03_monai_bundle.py              # 4 cases of 32^3, 2 epochs
     python tutorials/03_monai_bundle.py --small      # 2 cases of 16^3, 1 epoch, for tests
-    python tutorials/03_monai_bundle.py --out b      # keep the trained bundle in ./b
+    python tutorials/03_monai_bundle.py --out b      # keep the trained bundle in ./b/vessel_mip (a new folder)
 """
 
 import argparse
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,9 +36,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-BUNDLE = REPO / "medloss" / "bundles" / "vessel_mip"
-SCHEMA = REPO / "medloss" / "bundles" / "meta_schema.json"
+BIN = Path(sys.executable).parent   # console scripts installed next to this interpreter
 
 
 def bundle_run(bundle: Path, config: str, overrides) -> None:
@@ -60,10 +59,13 @@ def main():
     data = ["--n_cases", str(cases), "--image_size", str(size), "--patch_size", f"[{size},{size},{size}]"]
 
     with tempfile.TemporaryDirectory() as tmp:
-        bundle = Path(shutil.copytree(BUNDLE, Path(args.out or tmp) / "vessel_mip", dirs_exist_ok=True))
+        bundle = Path(args.out or tmp).resolve() / "vessel_mip"
+        cmd = [str(BIN / "medloss"), "bundle", "init", "vessel_mip", str(bundle)]
+        print("$", " ".join(cmd))
+        subprocess.run(cmd, check=True)
 
         from monai.bundle import verify_metadata
-        verify_metadata(meta_file=str(bundle / "configs" / "metadata.json"), filepath=str(SCHEMA))
+        verify_metadata(meta_file=str(bundle / "configs" / "metadata.json"), filepath=str(bundle / "meta_schema.json"))
         print("metadata.json verified against meta_schema.json")
 
         bundle_run(bundle, "train.json", ["--max_epochs", str(epochs), *data])

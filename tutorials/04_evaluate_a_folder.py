@@ -31,17 +31,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 from scipy.ndimage import binary_erosion
 
+from medloss.data import save_nifti, vessel_phantom
 from medloss.evaluation import evaluate_folder
-from medloss.data.synthetic import vessel_phantom
 
 
 def write_cases(root: Path, n_cases: int, size: int) -> None:
     rng = np.random.default_rng(0)
-    affine = np.diag([0.8, 0.8, 1.5, 1.0])          # anisotropic spacing: HD95/NSD are reported in mm
+    spacing = (0.8, 0.8, 1.5)                       # anisotropic spacing: HD95/NSD are reported in mm
     for folder in ("ref", "pred"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     for i in range(n_cases):
@@ -55,8 +54,8 @@ def write_cases(root: Path, n_cases: int, size: int) -> None:
         specks = rng.integers(2, size - 2, (3, 3))
         pred[specks[:, 0], specks[:, 1], specks[:, 2]] = 1    # isolated false positives: extra components
         name = f"vessel_{i:03d}.nii.gz"
-        nib.save(nib.Nifti1Image(ref, affine), str(root / "ref" / name))
-        nib.save(nib.Nifti1Image(pred.astype(np.uint8), affine), str(root / "pred" / name))
+        save_nifti(ref, root / "ref" / name, spacing)
+        save_nifti(pred.astype(np.uint8), root / "pred" / name, spacing)
     # nnU-Net's dataset.json declares the labels (the CLI reads them with -djfile).
     (root / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "vessel": 1},
                                                    "channel_names": {"0": "MRA"}, "file_ending": ".nii.gz"}))

@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -84,27 +85,28 @@ def _normalise(image: np.ndarray) -> np.ndarray:
     return (image - image.mean()) / (image.std() + 1e-8)
 
 
-def synthetic_cases(n: int, size: int, seed: int) -> List[dict]:
-    """``n`` phantoms with their images; case ``i`` uses seed ``seed * 1000 + i`` (independent of ``n``).
+def write_synthetic_cases(root: Path, n: int, size: int, seed: int) -> Path:
+    """Write ``n`` phantoms with their images as a dataset under ``root`` (``phantom_000``, ...); returns ``root``.
 
-    Three trees of four bifurcation levels with thinner roots than :func:`~medloss.data.synthetic.vessel_phantom`'s
-    defaults, so that a small volume holds many 1-2 voxel vessels (faint in the noisy image: where the losses
-    differ) and a few loops where trees touch.
+    Case ``i`` uses seed ``seed * 1000 + i`` (independent of ``n``): three trees of four bifurcation levels with
+    thinner roots than :func:`~medloss.data.synthetic.vessel_phantom`'s defaults, so that a small volume holds many
+    1-2 voxel vessels (faint in the noisy image: where the losses differ) and a few loops where trees touch.
     """
-    from medloss.data.synthetic import vessel_image, vessel_phantom
+    from medloss.data import write_synthetic_dataset
 
-    cases = []
-    for i in range(n):
-        s = seed * 1000 + i
-        label = vessel_phantom((size,) * 3, seed=s, n_trees=3, max_depth=4, root_radius=(1.5, 2.5))
-        cases.append({"name": f"phantom_{i:03d}", "image": vessel_image(label, seed=s), "label": label,
-                      "spacing": (1.0, 1.0, 1.0)})
-    return cases
+    phantom = {"n_trees": 3, "max_depth": 4, "root_radius": (1.5, 2.5)}
+    return write_synthetic_dataset(root, n_cases=n, size=size, seed=seed, phantom=phantom, case_prefix="phantom_")
 
 
 def load_folder(path: str) -> List[dict]:
-    """Cases of an nnU-Net-style folder, sorted by name. Raises ``ValueError`` with what was expected."""
+    """Cases of a dataset folder (``imagesTr/``, ``labelsTr/``; :mod:`medloss.data.layout`), sorted by name.
+
+    Raises:
+        ValueError: what was expected and not found.
+    """
     import nibabel as nib
+
+    from medloss.data import list_nnunet_cases
 
     root = Path(path)
     if not root.is_dir():
@@ -113,14 +115,18 @@ def load_folder(path: str) -> List[dict]:
     if not images.is_dir() or not labels.is_dir():
         raise ValueError(f"--data {path!r} must contain imagesTr/ and labelsTr/ (nnU-Net layout), found "
                          f"{sorted(p.name for p in root.iterdir())}.")
+    # uncompressed NIfTI where no compressed image is found
+    ending = ".nii" if not any(images.glob("*_0000.nii.gz")) and any(images.glob("*_0000.nii")) else ".nii.gz"
+    try:
+        listed = list_nnunet_cases(root, file_ending=ending)
+    except ValueError as err:
+        raise ValueError(f"--data {path!r}: {err}") from None
     cases = []
-    for img_path in sorted(images.glob("*_0000.nii*")):
-        name = img_path.name.split("_0000.nii")[0]
-        ext = img_path.name[len(name) + len("_0000"):]
-        lab_path = labels / f"{name}{ext}"
-        if not lab_path.exists():
-            raise ValueError(f"case {name!r}: image {img_path} has no label {lab_path}.")
-        img_nii, lab_nii = nib.load(str(img_path)), nib.load(str(lab_path))
+    for item in listed:
+        name = item["case"]
+        if not isinstance(item["image"], str):
+            raise ValueError(f"case {name!r}: {len(item['image'])} image channels; the demo takes one.")
+        img_nii, lab_nii = nib.load(item["image"]), nib.load(item["label"])
         image = np.asarray(img_nii.dataobj, dtype=np.float32)
         label = np.asarray(lab_nii.dataobj)
         if image.ndim == 4 and image.shape[-1] == 1:
@@ -296,9 +302,9 @@ def _predict(net, name: str, image: np.ndarray, args: argparse.Namespace) -> np.
 # evaluation and report
 # ----------------------------------------------------------------------------------------------------------------
 def evaluate(pred: np.ndarray, label: np.ndarray, spacing: Sequence[float]) -> Dict[str, float]:
-    from medloss.evaluation import case_metrics
+    from medloss.metrics import binary_metrics
 
-    m = case_metrics(pred.astype(np.uint8), label.astype(np.uint8), spacing, [1], metrics=_EVAL_METRICS)["1"]
+    m = binary_metrics(pred.astype(bool), label.astype(bool), spacing, metrics=_EVAL_METRICS)
     return {k: float(v) for k, v in m.items() if k in ("Dice", "clDice", "BNE0", "BNE1", "BNE2", "BNE", "BME0",
                                                        "BME1", "BME2", "BME")}
 
@@ -408,8 +414,11 @@ def run(args: argparse.Namespace) -> dict:
     else:
         if args.patch > args.size:
             raise ValueError(f"--patch ({args.patch}) must not exceed --size ({args.size}).")
-        train_cases = synthetic_cases(args.cases, args.size, args.seed)
-        test_cases = synthetic_cases(args.cases + args.test_cases, args.size, args.seed)[args.cases:]
+        # the phantoms go through the same files and loader as a user's folder
+        with tempfile.TemporaryDirectory(prefix="medloss_demo_") as tmp:
+            cases = load_folder(str(write_synthetic_cases(Path(tmp), args.cases + args.test_cases, args.size,
+                                                          args.seed)))
+        train_cases, test_cases = cases[:args.cases], cases[args.cases:]
         source = f"synthetic vessel phantoms, {args.size}^3"
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)

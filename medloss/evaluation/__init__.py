@@ -1,13 +1,9 @@
-"""Scoring folders of NIfTI (or any SimpleITK-readable) predictions against ground truth: ``medloss evaluate``."""
+"""Scoring folders of NIfTI (or any SimpleITK-readable) predictions against ground truth: ``medloss evaluate``.
 
-from medloss._lazy import attach
+This package reads, pairs, parallelises and summarises; every number comes from :mod:`medloss.metrics`.
+"""
 
-_EXPORTS = {
-    "evaluate_folder": ".folder",
-    "case_metrics": ".metrics",
-    "surface_metrics": ".metrics",
-    "overlap_metrics": ".metrics",
-    "topology_metrics": ".metrics",
-}
+from medloss._lazy import attach_stub
 
-__getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)
+# the public names and their modules are listed once, in __init__.pyi next to this file
+__getattr__, __dir__, __all__ = attach_stub(__name__, __file__)

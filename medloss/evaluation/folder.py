@@ -16,12 +16,46 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from medloss.evaluation.metrics import ALL_METRICS, case_metrics
+from medloss.data.groups import read_group_file
 from medloss.evaluation.io import check_same_geometry, pair_cases, read_label_volume
+from medloss.metrics.case import ALL_METRICS, binary_metrics
 
-__all__ = ["evaluate_folder", "labels_from_dataset_json", "read_groups"]
+__all__ = ["evaluate_folder", "case_metrics", "labels_from_dataset_json"]
 
 Key = Union[int, Tuple[int, ...]]
+
+
+def case_metrics(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    spacing: Sequence[float],
+    labels_or_regions: Sequence[Key],
+    ignore_label: Optional[int] = None,
+    metrics: Sequence[str] = ALL_METRICS,
+    nsd_tolerance: float = 1.0,
+) -> Dict[str, Dict[str, float]]:
+    """Metrics of one case per label or region, keyed like nnU-Net (``"1"`` for a label, ``"(1, 2)"`` for a region).
+
+    Selects the masks of every label (or the union of a region's labels) and hands them to
+    :func:`medloss.metrics.binary_metrics`; reference voxels carrying ``ignore_label`` are left out of every count
+    (nnU-Net's convention) and are background for the distance and topology metrics.
+
+    Args:
+        pred: predicted label map ``(*spatial)``.
+        ref: reference label map of the same shape.
+        spacing: voxel size in mm per array axis.
+        labels_or_regions: foreground labels (ints) or regions (tuples of ints).
+        ignore_label: reference value excluded from the evaluation.
+        metrics: any of :data:`medloss.metrics.ALL_METRICS`.
+        nsd_tolerance: NSD tolerance in mm.
+    """
+    keep = None if ignore_label is None else ref != ignore_label
+    out = {}
+    for key in labels_or_regions:
+        values = key if isinstance(key, (tuple, list)) else (key,)
+        name = str(tuple(key)) if isinstance(key, (tuple, list)) else str(key)
+        out[name] = binary_metrics(np.isin(pred, values), np.isin(ref, values), spacing, metrics, nsd_tolerance, keep)
+    return out
 
 
 def labels_from_dataset_json(path: str) -> Tuple[List[Key], Optional[int]]:
@@ -35,22 +69,6 @@ def labels_from_dataset_json(path: str) -> Tuple[List[Key], Optional[int]]:
             continue
         keys.append(tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else int(value))
     return keys, (int(ignore) if ignore is not None else None)
-
-
-def read_groups(path: str) -> Dict[str, int]:
-    """Case → group id from a JSON object ``{"case": group}`` or a CSV with columns ``case,group``."""
-    with open(path) as f:
-        if path.endswith(".json"):
-            raw = json.load(f)
-        else:
-            rows = list(csv.reader(f))
-            if rows and not rows[0][1].lstrip("-").isdigit():
-                rows = rows[1:]  # header
-            raw = {r[0]: r[1] for r in rows if r}
-    try:
-        return {str(k): int(v) for k, v in raw.items()}
-    except (TypeError, ValueError):
-        raise ValueError(f"{path}: group ids must be integers.") from None
 
 
 def _score_case(args) -> dict:
@@ -91,21 +109,35 @@ def evaluate_folder(
 ) -> dict:
     """Evaluate every case of ``ref_dir`` against the same-named file in ``pred_dir``.
 
+    Every value comes from :func:`medloss.metrics.binary_metrics`, per case and label; this function reads, pairs,
+    parallelises, averages (NaN left out of the means, as nnU-Net) and writes the summary.
+
     Args:
+        pred_dir: folder of predicted label volumes (``<case><ending>``, nnU-Net naming).
+        ref_dir: folder of reference label volumes.
         labels: foreground labels (ints) or regions (tuples of ints). Default: from ``dataset_json`` if given, else
             every non-zero value found in the references.
         ignore_label: reference voxels with this value are excluded (taken from ``dataset_json`` when given).
-        output_file: summary JSON (default ``pred_dir/summary.json``); ``csv_file``: per case and label rows
-            (default next to the summary, ``metrics_per_case.csv``).
-        metrics: any of ``Dice, IoU, HD95, NSD, clDice, Betti, BettiMatching`` (Dice/IoU and counts are always there).
+        dataset_json: nnU-Net ``dataset.json`` with the labels, regions and ignore label.
+        output_file: summary JSON (default ``pred_dir/summary.json``).
+        csv_file: one row per case and label (default ``metrics_per_case.csv`` next to the summary).
+        metrics: any of :data:`medloss.metrics.ALL_METRICS` (Dice/IoU and the counts are always there).
         nsd_tolerance: NSD tolerance in mm.
-        groups: path of a JSON/CSV case → group file (or a dict). Adds per-group means and ES-Dice/ES-IoU with
-            ``es_alpha``; every evaluated case must have a group (``-1`` = unknown group).
-        workers: processes; ``chill``: skip references without prediction instead of failing.
+        groups: path of a group file (:func:`medloss.data.groups.read_group_file`) or a ``{case: group id}`` dict.
+            Adds per-group means and ES-Dice/ES-IoU (:func:`medloss.metrics.equity_scaled_metric`); every evaluated
+            case must have a group (``-1`` = unknown group).
+        es_alpha: ``alpha`` of the equity-scaled metrics.
+        workers: parallel processes.
+        chill: skip references without prediction instead of failing (nnU-Net's ``--chill``).
+        progress: show a progress bar.
+
+    Returns:
+        The summary written to ``output_file`` (nnU-Net's ``foreground_mean``, ``mean``, ``metric_per_case``, plus
+        ``medloss``).
 
     Raises:
-        ValueError: missing/extra cases, geometry mismatch, non-integer or undeclared labels, unreadable files. Nothing
-            is written then.
+        ValueError: missing/extra cases, geometry mismatch, non-integer or undeclared labels, unreadable files, bad
+            group ids. Nothing is written then.
     """
     unknown = sorted(set(metrics) - set(ALL_METRICS))
     if unknown:
@@ -124,7 +156,16 @@ def evaluate_folder(
     allowed = {0} | {v for k in keys for v in (k if isinstance(k, tuple) else (k,))}
     group_of: Optional[Dict[str, int]] = None
     if groups is not None:
-        group_of = read_groups(groups) if isinstance(groups, str) else {str(k): int(v) for k, v in groups.items()}
+        if isinstance(groups, (str, os.PathLike)):
+            group_of = read_group_file(groups)
+        else:
+            from medloss.validation import check_group_ids
+
+            ids = np.asarray(list(groups.values()))
+            if ids.dtype.kind not in "iu":
+                raise ValueError(f"group ids must be integers (-1 = unknown), got {ids.dtype} values.")
+            ids = check_group_ids(ids, ids.size, int(ids.max(initial=0)) + 1)
+            group_of = dict(zip(map(str, groups), ids.tolist()))
         without = [c for c, _, _ in pairs if c not in group_of]
         if without:
             raise ValueError(f"{len(without)} case(s) have no group in the groups file: {without[:10]}")
@@ -133,6 +174,9 @@ def evaluate_folder(
     from tqdm import tqdm
 
     if workers > 1:
+        # import the metric modules (torch, MONAI, the compiled kernels) once, before the workers are forked
+        import medloss.metrics.centerline, medloss.metrics.surface, medloss.metrics.topology  # noqa: F401, E401
+
         with ProcessPoolExecutor(workers) as pool:
             results = list(tqdm(pool.map(_score_case, jobs), total=len(jobs), disable=not progress, desc="evaluate"))
     else:

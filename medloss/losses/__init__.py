@@ -1,32 +1,12 @@
-"""Loss functions (``torch.nn.Module``, MONAI argument conventions), one module per method."""
+"""Loss functions, one module per method family: MONAI ``_Loss`` subclasses with MONAI's argument conventions.
 
-from medloss._lazy import attach
+``reduction="none"`` keeps MONAI's shapes: the Dice-type losses return what ``monai.losses.DiceLoss`` returns for
+the same flags (``(B, C, 1, ...)`` per sample and class, ``(C, 1, ...)`` pooled over the batch); the set and
+image-level losses return ``(B,)``. Extra per-batch inputs are keyword arguments of ``forward``; see
+:class:`BatchInputsLoss` for MONAI engines and nnU-Net trainers.
+"""
 
-_EXPORTS = {
-    # soft-label Jaccard / Dice (JDTLoss semantics)
-    "JaccardMetricLoss": ".jaccard",
-    "DiceSemimetricLoss": ".jaccard",
-    "TverskyMetricLoss": ".jaccard",
-    # SAUNA
-    "SignedJaccardLoss": ".sauna",
-    "FocalL1Loss": ".sauna",
-    "SAUNALoss": ".sauna",
-    # topology
-    "BettiMatchingLoss": ".betti",
-    # vessel continuity (SPOCKMIP)
-    "FocalTverskyLoss": ".focal_tversky",
-    "MIPLoss": ".mip",
-    # rater variability (PULASki)
-    "SinkhornDistanceLoss": ".pulaski",
-    "EnergyDistanceLoss": ".pulaski",
-    "PULASkiLoss": ".pulaski",
-    # fairness (FairSeg)
-    "FairErrorBoundScalingLoss": ".fairness",
-    # per-batch inputs besides (input, target), for MONAI engines and nnU-Net trainers
-    "BatchInputsLoss": ".batch_inputs",
-    # semantic features (IMPACT)
-    "IMPACTLoss": ".impact",
-    "IMPACTSynthLoss": ".impact",
-}
+from medloss._lazy import attach_stub
 
-__getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)
+# the public names and their modules are listed once, in __init__.pyi next to this file
+__getattr__, __dir__, __all__ = attach_stub(__name__, __file__)

@@ -32,6 +32,9 @@ __all__ = ["BatchInputsLoss"]
 class BatchInputsLoss(nn.Module):
     """Call ``loss(input, target, **extras)`` with the extras of the current batch.
 
+    It is a wrapper, not a loss: a plain ``nn.Module`` rather than MONAI's ``_Loss``, because it has no reduction
+    of its own (the wrapped loss reduces, and its output is returned unchanged).
+
     Args:
         loss: a loss whose ``forward`` takes the extras as keyword arguments.
         inputs: ``{forward keyword: batch key}``, e.g. ``{"groups": "group"}``: which entries of a batch dict
@@ -61,7 +64,9 @@ class BatchInputsLoss(nn.Module):
             raise ValueError(f"loss must be callable, got {type(loss).__name__}.")
         if not isinstance(inputs, Mapping) or not inputs or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in inputs.items()):
-            raise ValueError(f"inputs must be a non-empty mapping {{forward keyword: batch key}} of strings, got {inputs!r}.")
+            raise ValueError(
+                f"inputs must be a non-empty mapping {{forward keyword: batch key}} of strings, got {inputs!r}."
+            )
         self.loss = loss
         self.inputs: Dict[str, str] = dict(inputs)
         self._values: Optional[Dict[str, Any]] = None

@@ -9,7 +9,14 @@ import torch
 from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
 
-from medloss.validation import check_activation_args, check_binary, check_range, prepare_input_target, reduce
+from medloss.validation import (
+    check_activation_args,
+    check_binary,
+    check_range,
+    check_reduction,
+    prepare_input_target,
+    reduce,
+)
 
 __all__ = ["BettiMatchingLoss"]
 
@@ -64,26 +71,13 @@ class BettiMatchingLoss(_Loss):
     voxel), so the foreground of ``p`` is 4-connected in 2D / 6-connected in 3D (background 8/26). A
     1-voxel-wide diagonal vessel counts as many components.
 
-    Cost per instance and filtration pass (CPU seconds, one thread; inputs from the generator of
-    ``benchmarks/betti_matching.py``: noisy smooth predictions, binary targets; BM3D = Betti-Matching-3D's
-    ``compute_matching`` in the same run on a 2-core machine; peak RAM added by one matching):
-
-    ========  ==========  ===============  ==============  =====================
-    shape     BM3D        medloss kernel   loss fwd + bwd  peak RAM BM3D/medloss
-    ========  ==========  ===============  ==============  =====================
-    64²       3.0 ms      1.2 ms           2.4 ms          2 MB / 3 MB
-    256²      58 ms       21 ms            21 ms           6 MB / 10 MB
-    64³       1.3 s       0.31 s           0.32 s          0.19 GB / 0.07 GB
-    128³      19 s        3.6 s            3.7 s           2.5 GB / 0.6 GB
-    ========  ==========  ===============  ==============  =====================
-
-    The torch side (gather, squares, backward) adds about 1 ms; the matching dominates and grows roughly 12× per
-    8× voxels in 3D (``python benchmarks/betti_matching.py --profile 128x128x128`` shows where it goes). A binary
-    target is cheaper than a soft one (the target's image reduction and its twin union-find are skipped).
-    ``"both"`` doubles the cost. ``subpatch_size`` bounds it: a 64³ patch of a 128³ input costs what a 64³ input costs, at the price
-    of a stochastic, patch-local topology (structures cut by the patch border become separate features unless
-    ``relative=True``). ``num_workers`` runs instances in parallel threads; memory then adds up per concurrent
-    instance.
+    Cost: the matching dominates (the torch side, gather, squares and backward, is small); it grows roughly 12x
+    per 8x voxels in 3D, and ``python benchmarks/betti_matching.py`` measures time and memory per shape against
+    Betti-Matching-3D (``--profile`` shows where the time goes). A binary target is cheaper than a soft one (the
+    target's image reduction and its twin union-find are skipped). ``"both"`` doubles the cost. ``subpatch_size``
+    bounds it: a 64^3 patch of a 128^3 input costs what a 64^3 input costs, at the price of a stochastic,
+    patch-local topology (structures cut by the patch border become separate features unless ``relative=True``).
+    ``num_workers`` runs instances in parallel threads; memory then adds up per concurrent instance.
 
     Args:
         include_background: if ``False``, channel 0 (background) is dropped before the computation (ignored with a
@@ -114,7 +108,7 @@ class BettiMatchingLoss(_Loss):
             lets the kernel choose, ``1`` runs sequentially. Memory grows with the number of concurrent 3D
             instances (roughly 1 KB per voxel each in 3D).
         reduction: ``"mean"`` (mean over the ``B * C`` instances, topolosses semantics), ``"sum"`` or ``"none"``
-            (a ``(B, C)`` tensor).
+            (one loss per sample and class with MONAI's ``DiceLoss`` shape ``(B, C, 1, 1[, 1])``).
 
     Raises:
         ValueError: on incompatible activation options, an unknown ``filtration``/``reduction``, negative weights
@@ -148,11 +142,7 @@ class BettiMatchingLoss(_Loss):
         num_workers: Optional[int] = None,
         reduction: Union[LossReduction, str] = LossReduction.MEAN,
     ) -> None:
-        try:
-            reduction = LossReduction(reduction).value
-        except ValueError as err:
-            raise ValueError(f'reduction must be one of "mean", "sum", "none", got {reduction!r}.') from err
-        super().__init__(reduction=reduction)
+        super().__init__(reduction=check_reduction(reduction))
         check_activation_args(sigmoid, softmax, other_act)
         if filtration not in _FILTRATIONS:
             raise ValueError(f"filtration must be one of {_FILTRATIONS}, got {filtration!r}.")
@@ -196,7 +186,8 @@ class BettiMatchingLoss(_Loss):
             target: binary ``(B, C, H, W[, D])``, or a ``(B, 1, H, W[, D])`` label map with ``to_onehot_y=True``.
 
         Returns:
-            Scalar for ``"mean"``/``"sum"``; ``(B, C')`` for ``"none"`` (``C'`` channels after background removal).
+            Scalar for ``"mean"``/``"sum"``; ``(B, C', 1, 1[, 1])`` for ``"none"`` (``C'`` channels after background
+            removal).
         """
         prob, target, _ = prepare_input_target(
             input, target, self.include_background, self.to_onehot_y, self.sigmoid, self.softmax, self.other_act
@@ -225,7 +216,7 @@ class BettiMatchingLoss(_Loss):
             per_dim = self._assemble(x, y, pairs, ndim)
             total = total + (per_dim * per_dim.new_tensor(dim_w)).sum(1)
         total = total / len(passes)
-        return reduce(total.reshape(batch, channels), self.reduction)
+        return reduce(total.reshape(batch, channels), self.reduction, prob.ndim)
 
     def _dimension_weights(self, ndim: int) -> Tuple[float, ...]:
         if self.dimension_weights is None:

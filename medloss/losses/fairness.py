@@ -35,57 +35,21 @@ import torch
 import torch.nn.functional as F
 from monai.utils import LossReduction
 from torch import nn
+from torch.nn.modules.loss import _Loss
 
-from medloss.validation import check_activation_args, check_finite, prepare_input_target, reduce
+from medloss.validation import (
+    UNKNOWN_GROUP,
+    check_activation_args,
+    check_float_input,
+    check_group_ids,
+    check_reduction,
+    prepare_input_target,
+    reduce,
+)
 
-__all__ = ["FairErrorBoundScalingLoss", "febs_group_weights", "check_group_ids"]
+__all__ = ["FairErrorBoundScalingLoss", "febs_group_weights"]
 
 _MODES = ("guarded", "faithful")
-UNKNOWN_GROUP = -1
-
-
-def check_group_ids(groups, batch_size: int, num_groups: int, device: Optional[torch.device] = None) -> torch.Tensor:
-    """Validate one group id per sample and return them as a ``(B,)`` long tensor.
-
-    Args:
-        groups: ``(B,)`` (or ``(B, 1)``) integer ids in ``[0, num_groups)``, or ``-1`` for an unknown attribute;
-            a tensor, numpy array or sequence. Floating values are accepted only when they are whole numbers.
-        batch_size: expected number of samples ``B``.
-        num_groups: number of groups ``G``.
-        device: device of the returned tensor.
-
-    Raises:
-        ValueError: non-integer, NaN/Inf or out-of-range ids, or a length different from ``batch_size``.
-    """
-    if groups is None:
-        raise ValueError("groups is required: one group id per sample, shape (B,).")
-    if not isinstance(groups, torch.Tensor):
-        arr = np.asarray(groups)
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise ValueError(f"groups must hold integer group ids, got dtype {arr.dtype}.")
-        groups = torch.as_tensor(arr)
-    if groups.ndim == 2 and groups.shape[1] == 1:
-        groups = groups[:, 0]
-    if groups.ndim != 1 or groups.shape[0] != batch_size:
-        raise ValueError(
-            f"groups must have shape ({batch_size},) (one id per sample of the batch), got shape {tuple(groups.shape)}."
-        )
-    if groups.is_complex():
-        raise ValueError("groups must hold integer group ids, got complex values.")
-    if groups.is_floating_point():
-        check_finite(groups, "groups")
-        if not bool((groups == torch.round(groups)).all()):
-            bad = groups[groups != torch.round(groups)][:5].tolist()
-            raise ValueError(f"groups must hold integer group ids, got non-integer values such as {bad}.")
-    groups = groups.to(device=device, dtype=torch.long)
-    bad = (groups < UNKNOWN_GROUP) | (groups >= num_groups)
-    if bool(bad.any()):
-        values = torch.unique(groups[bad])[:8].tolist()
-        raise ValueError(
-            f"group ids must be in [0, {num_groups - 1}] (num_groups={num_groups}) or {UNKNOWN_GROUP} for unknown, "
-            f"got {values}."
-        )
-    return groups
 
 
 def febs_group_weights(
@@ -123,7 +87,7 @@ def _distributed_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-class FairErrorBoundScalingLoss(nn.Module):
+class FairErrorBoundScalingLoss(_Loss):
     """Fair error-bound scaling (FEBS) soft Dice loss, optionally combined with cross-entropy.
 
     Tian et al., "FairSeg: A Large-Scale Medical Image Segmentation Dataset for Fairness Learning Using Segment
@@ -145,14 +109,15 @@ class FairErrorBoundScalingLoss(nn.Module):
     ``include_background=False``. It is evaluated as ``(sum (p - y)^2 + smooth_dr - smooth_nr) / (sum p^2 +
     sum y^2 + smooth_dr)``, the same number without float32 cancellation when the Dice is close to 1.
 
-    **Wrapping another Dice-type loss**: with ``base_loss`` (e.g. ``monai.losses.DiceLoss(reduction="none")``
-    or a medloss Dice-type loss with ``reduction="none"``), the per-sample losses ``base_loss(p, y)`` replace
-    the built-in Dice: ``L_g`` is the mean over the group's samples of the per-sample loss (averaged over its
-    class/voxel entries; a constant factor cancels in the ratio), and
-    ``FEBS = mean(base_loss(w_{a_b} p, y))``. ``base_loss`` then receives probabilities and a one-hot target, so it
-    must be built without activation, one-hot conversion or background removal and with a per-sample output
-    (``reduction="none"``, ``batch=False``); its own Dice convention (e.g. MONAI's non-squared denominators)
-    applies.
+    **Wrapping another Dice-type loss**: with ``base_loss`` (e.g. ``monai.losses.DiceLoss()`` or
+    :class:`medloss.losses.JaccardMetricLoss`), the per-sample losses ``l_b = base_loss(p_b, y_b)`` replace the
+    built-in Dice: ``L_g`` is the mean over the group's samples of ``l_b`` (averaged over its class/voxel entries; a
+    constant factor cancels in the ratio), and ``FEBS = mean_b base_loss(w_{a_b} p_b, y_b)``. A loss that returns
+    per-sample values (MONAI's ``reduction="none"``, ``batch=False`` shape ``(B, C, 1, ...)``, or ``(B,)``) is
+    called once on the batch; any other (a scalar, e.g. the default ``reduction="mean"``, or per-class values
+    pooled over the batch) is applied to each sample on its own. ``base_loss`` receives probabilities and a one-hot
+    target, so it must be built without activation, one-hot conversion or background removal; its own Dice
+    convention (e.g. MONAI's non-squared denominators, medloss's L1 cardinalities) applies.
 
     The rules for the weights are chosen by ``mode`` (see the module docstring for the released code's pitfalls):
     ``"faithful"`` is the released behaviour, ``"guarded"`` takes the minimum over present groups, ignores unknown
@@ -180,10 +145,11 @@ class FairErrorBoundScalingLoss(nn.Module):
             lambda_ce=0.5`` (TransUNet) or ``lambda_dice=0.8, lambda_ce=0.2`` (SAMed); the defaults (1, 0) give the
             FEBS Dice term alone. Needs ``softmax=True`` or ``sigmoid=True`` (cross-entropy is computed on the raw
             ``input`` logits).
-        base_loss: optional per-sample Dice-type loss module replacing the built-in Dice (see above).
+        base_loss: optional Dice-type loss module replacing the built-in Dice, evaluated per sample (see above).
         reduction: ``"mean"`` (over classes, FairSeg), ``"sum"`` or ``"none"`` for the FEBS term; ``"none"``
-            returns the per-class FEBS values ``(C,)`` (or ``base_loss``'s unreduced output) and requires
-            ``lambda_ce=0``.
+            returns the per-class FEBS values with MONAI's ``DiceLoss(batch=True)`` shape ``(C, 1, 1[, 1])`` (the
+            built-in Dice pools the batch), or with ``base_loss`` its per-sample values (``(B, C, 1, ...)`` as it
+            returns them, or ``(B,)`` when it is applied sample by sample); it requires ``lambda_ce=0``.
         smooth_nr: numerator smoothing of the built-in Dice.
         smooth_dr: denominator smoothing of the built-in Dice.
         sync_group_stats: sum the per-group statistics over ranks when ``torch.distributed`` is initialised.
@@ -199,17 +165,21 @@ class FairErrorBoundScalingLoss(nn.Module):
 
     Raises:
         ValueError: incompatible activation options, ``gamma < 0``, unknown ``mode`` or ``reduction``,
-            ``num_groups < 1``, negative or non-finite ``lambda_*`` / ``smooth_*``, ``lambda_ce > 0`` without ``softmax``/``sigmoid``, ``reduction="none"`` with
-            ``lambda_ce > 0``, a ``base_loss`` that applies its own activation/one-hot/background removal or
-            reduces over the batch; in ``forward``: bad shapes, NaN/Inf, labels outside the classes, group ids
-            that are non-integer, NaN, outside ``[-1, G)`` or not one per sample.
+            ``num_groups < 1``, negative or non-finite ``lambda_*`` / ``smooth_*``, ``lambda_ce > 0`` without
+            ``softmax``/``sigmoid``, ``reduction="none"`` with ``lambda_ce > 0``, a ``base_loss`` that applies its own
+            activation/one-hot/background removal; in ``forward``: bad shapes, NaN/Inf, labels outside the classes,
+            group ids that are non-integer, NaN, outside ``[-1, G)`` or not one per sample.
 
-    Example::
-
-        loss = FairErrorBoundScalingLoss(to_onehot_y=True, softmax=True, num_groups=3, gamma=1.0,
-                                         lambda_dice=0.5, lambda_ce=0.5)    # FairSeg TransUNet
-        value = loss(logits, labels, race)     # logits (B, 3, H, W), labels (B, 1, H, W), race (B,)
-        value.backward(); log(loss.last_group_weights)
+    Example:
+        >>> import torch
+        >>> loss = FairErrorBoundScalingLoss(to_onehot_y=True, softmax=True, num_groups=3, gamma=1.0,
+        ...                                  lambda_dice=0.5, lambda_ce=0.5)  # FairSeg TransUNet
+        >>> logits = torch.randn(4, 3, 16, 16, requires_grad=True)
+        >>> labels = torch.randint(0, 3, (4, 1, 16, 16))
+        >>> race = torch.tensor([0, 2, 1, 2])  # one group id per sample, -1 for unknown
+        >>> loss(logits, labels, groups=race).backward()
+        >>> loss.last_group_weights.shape  # detached (G,) weights of the last call, for logging
+        torch.Size([3])
     """
 
     def __init__(
@@ -230,7 +200,7 @@ class FairErrorBoundScalingLoss(nn.Module):
         smooth_dr: float = 1e-5,
         sync_group_stats: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=check_reduction(reduction))
         check_activation_args(sigmoid, softmax, other_act)
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}.")
@@ -246,7 +216,6 @@ class FairErrorBoundScalingLoss(nn.Module):
             raise ValueError(
                 "lambda_ce > 0 needs logits: set softmax=True (cross-entropy) or sigmoid=True (binary cross-entropy)."
             )
-        self.reduction = LossReduction(reduction).value
         if self.reduction == LossReduction.NONE.value and lambda_ce > 0:
             raise ValueError('reduction="none" returns the per-class FEBS term only; set lambda_ce=0.')
         if base_loss is not None:
@@ -271,19 +240,16 @@ class FairErrorBoundScalingLoss(nn.Module):
     def _check_base_loss(base_loss) -> None:
         if not callable(base_loss):
             raise ValueError(f"base_loss must be a callable loss module, got {type(base_loss).__name__}.")
-        for flag in ("sigmoid", "softmax", "to_onehot_y", "batch"):
+        for flag in ("sigmoid", "softmax", "to_onehot_y"):
             if getattr(base_loss, flag, False):
                 raise ValueError(
-                    f"base_loss must be built with {flag}=False: FairErrorBoundScalingLoss hands it probabilities, a "
-                    "one-hot target and one batch item per loss value."
+                    f"base_loss must be built with {flag}=False: FairErrorBoundScalingLoss hands it probabilities and "
+                    "a one-hot target."
                 )
         if getattr(base_loss, "other_act", None) is not None:
             raise ValueError("base_loss must be built with other_act=None (activation is applied by the wrapper).")
         if getattr(base_loss, "include_background", True) is False:
             raise ValueError("set include_background on FairErrorBoundScalingLoss, not on base_loss.")
-        reduction = getattr(base_loss, "reduction", LossReduction.NONE.value)
-        if LossReduction(reduction).value != LossReduction.NONE.value:
-            raise ValueError(f'base_loss must be built with reduction="none", got {reduction!r}.')
 
     # ------------------------------------------------------------------------------------------------------------
     def _dice_terms(self, p: torch.Tensor, y: torch.Tensor, dims) -> torch.Tensor:
@@ -293,14 +259,17 @@ class FairErrorBoundScalingLoss(nn.Module):
         return (err + (self.smooth_dr - self.smooth_nr)) / den
 
     def _base_per_sample(self, p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-sample values of ``base_loss``: ``(B, C, 1, ...)`` / ``(B,)`` as it returns them, else ``(B,)``."""
+        batch = p.shape[0]
         out = self.base_loss(p, y)
-        if not isinstance(out, torch.Tensor) or out.ndim < 1 or out.shape[0] != p.shape[0]:
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(
-                f"base_loss must return one loss per sample (leading dimension B={p.shape[0]}, "
-                f'reduction="none", batch=False), got {shape}.'
-            )
-        return out
+        # MONAI's reduction="none", batch=False shape (B, C, 1, ...) or one value per sample: per-sample already
+        if isinstance(out, torch.Tensor) and out.ndim in (1, p.ndim) and out.shape[0] == batch:
+            return out
+        # a scalar or per-class values pooled over the batch: apply the loss to each sample on its own
+        values = [out] if batch == 1 else [self.base_loss(p[b : b + 1], y[b : b + 1]) for b in range(batch)]
+        if not all(isinstance(v, torch.Tensor) for v in values):
+            raise ValueError(f"base_loss must return a tensor, got {type(values[0]).__name__}.")
+        return torch.stack([v.mean() for v in values])
 
     def _group_statistics(self, p: torch.Tensor, y: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
         """Per-slot sums (slots ``0..G-1`` and ``G`` = unknown) of the Dice statistics, plus the sample count.
@@ -360,13 +329,11 @@ class FairErrorBoundScalingLoss(nn.Module):
             groups: ``(B,)`` group id per sample, integers in ``[0, num_groups)``, ``-1`` = unknown.
 
         Returns:
-            The loss (scalar, or per-class FEBS values with ``reduction="none"``).
+            The loss (scalar, or the FEBS values of ``reduction="none"``).
         """
-        if isinstance(input, torch.Tensor) and input.dtype in (torch.float16, torch.bfloat16):
-            input = input.float()
-        if not isinstance(input, torch.Tensor) or input.ndim < 3:
-            shape = tuple(input.shape) if isinstance(input, torch.Tensor) else type(input).__name__
-            raise ValueError(f"input must have shape (B, C, *spatial), got {shape}.")
+        input = check_float_input(input)
+        if input.ndim < 3:
+            raise ValueError(f"input must have shape (B, C, *spatial), got {tuple(input.shape)}.")
         slot_ids = check_group_ids(groups, input.shape[0], self.num_groups, input.device)
         logits, raw_target = input, target
         p, y, _ = prepare_input_target(
@@ -380,7 +347,7 @@ class FairErrorBoundScalingLoss(nn.Module):
         w = slot_weights.to(p.dtype)[slot].view(-1, *([1] * (p.ndim - 1)))
         if self.base_loss is None:
             dims = (0,) + tuple(range(2, p.ndim))
-            febs = reduce(self._dice_terms(w * p, y, dims), self.reduction)
+            febs = reduce(self._dice_terms(w * p, y, dims), self.reduction, p.ndim)
         else:
             febs = reduce(self._base_per_sample(w * p, y), self.reduction)
         if self.lambda_ce == 0:

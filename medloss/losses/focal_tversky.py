@@ -2,7 +2,8 @@
 
 Abraham, N. and Khan, N. M. (2019) "A Novel Focal Tversky Loss Function with Improved Attention U-Net for Lesion
 Segmentation", ISBI 2019, https://arxiv.org/abs/1810.07842. Defaults follow SPOCKMIP (Radhakrishna et al. 2024,
-https://arxiv.org/abs/2407.08655) ``Evaluation/evaluate.py`` at commit 1ebfbd3 (identical in DS6 and PULASki).
+https://arxiv.org/abs/2407.08655; code https://github.com/soumickmj/SPOCKMIP, ``Evaluation/evaluate.py`` at commit
+1ebfbd3), identical in DS6 (https://github.com/soumickmj/DS6) and PULASki (https://github.com/soumickmj/PULASki).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from typing import Callable, Optional, Union
 
 import torch
 from monai.utils import LossReduction
-from torch import nn
+from torch.nn.modules.loss import _Loss
 
-from medloss.validation import check_activation_args, check_range, prepare_input_target, reduce
+from medloss.losses.jaccard import safe_ratio
+from medloss.validation import check_activation_args, check_reduction, prepare_probabilities, reduce
 
 __all__ = ["FocalTverskyLoss", "focal_tversky"]
 
@@ -55,12 +57,11 @@ def focal_tversky(
     num = tp + smooth_nr
     den = tp + alpha * fp + beta * fn + smooth_dr
     # 0 / 0 (no smoothing, empty class predicted empty) is a perfect match, not NaN
-    empty = den <= 0
-    index = torch.where(empty, torch.ones_like(num), num) / torch.where(empty, torch.ones_like(den), den)
+    index = safe_ratio(num, den)
     return _focal((1 - index).clamp_min(0), gamma)
 
 
-class FocalTverskyLoss(nn.Module):
+class FocalTverskyLoss(_Loss):
     """Focal Tversky loss ``(1 - TI) ** gamma`` with the Tversky index ``TI`` of probabilities and labels.
 
     Abraham, N. and Khan, N. M. (2019) A Novel Focal Tversky Loss Function with Improved Attention U-Net for Lesion
@@ -72,35 +73,43 @@ class FocalTverskyLoss(nn.Module):
         TP = sum p g,   FP = sum p (1 - g),   FN = sum (1 - p) g
         TI = (TP + smooth_nr) / (TP + alpha FP + beta FN + smooth_dr),   loss = (1 - TI) ** gamma
 
-    ``alpha``/``beta`` follow MONAI's ``TverskyLoss`` (alpha weights false positives, beta false negatives), so
-    this loss equals ``MONAI TverskyLoss(...) ** gamma`` per item. Note the anchors' code names them the other way
-    round: their ``alpha=0.7`` is the weight of the false negatives, i.e. ``beta=0.7`` here. ``gamma`` is the exponent
-    itself (``0.75`` = ``1 / gamma_paper`` with Abraham & Khan's ``gamma_paper = 4/3``). With ``gamma < 1`` the
-    gradient grows without bound as ``TI -> 1``; at ``TI == 1`` exactly it is taken as 0.
+    ``alpha``/``beta`` follow MONAI's ``TverskyLoss`` (alpha weights false positives, beta false negatives), so this
+    loss equals ``MONAI TverskyLoss(...) ** gamma`` per item. Note the original code (SPOCKMIP, DS6, PULASki) names them
+    the other way round: its ``alpha=0.7`` is the weight of the false negatives, i.e. ``beta=0.7`` here. ``gamma`` is
+    the exponent itself (``0.75`` = ``1 / gamma_paper`` with Abraham & Khan's ``gamma_paper = 4/3``). With ``gamma < 1``
+    the gradient grows without bound as ``TI -> 1``; at ``TI == 1`` exactly it is taken as 0.
 
-    The anchors' default is batch-global: their code flattens the whole batch (and the channels; medloss keeps the
-    channels apart, MONAI's way, which is the same for their single-channel use). ``batch=False`` gives the per-image
+    The original default is batch-global: that code flattens the whole batch (and the channels; medloss keeps the
+    channels apart, MONAI's way, which is the same for its single-channel use). ``batch=False`` gives the per-image
     losses.
 
     Args:
         include_background: if False, channel 0 (background) is left out (ignored for single-channel input).
         to_onehot_y: the target is a ``(B, 1, *spatial)`` label map of class indices, one-hot encoded to
             ``C = input.shape[1]`` channels. Otherwise the target must have ``C`` channels with values in ``[0, 1]``.
-        sigmoid: apply a sigmoid to the input (the anchors do: single-channel logits).
+        sigmoid: apply a sigmoid to the input (the original code does: single-channel logits).
         softmax: apply a softmax over channels to the input.
         other_act: another activation applied to the input; its output must lie in ``[0, 1]``.
-        alpha: weight of the false positives (MONAI convention; anchor 0.3).
-        beta: weight of the false negatives (MONAI convention; anchor 0.7).
-        gamma: exponent ``> 0`` applied to ``1 - TI`` (anchor 0.75).
-        reduction: ``"mean"`` (default) or ``"sum"`` over the per-item losses, or ``"none"``: the losses of shape
-            ``(C,)`` with ``batch=True`` or ``(B, C)`` with ``batch=False``.
-        smooth_nr: added to the numerator (anchor 1).
-        smooth_dr: added to the denominator (anchor 1).
-        batch: sum TP/FP/FN over the batch before the index (anchor, default) instead of one loss per image.
+        alpha: weight of the false positives (MONAI convention; SPOCKMIP 0.3).
+        beta: weight of the false negatives (MONAI convention; SPOCKMIP 0.7).
+        gamma: exponent ``> 0`` applied to ``1 - TI`` (SPOCKMIP 0.75).
+        reduction: ``"mean"`` (default) or ``"sum"`` over the per-item losses, or ``"none"``: the losses with
+            MONAI's ``DiceLoss`` shapes, ``(C, 1, 1[, 1])`` with ``batch=True``, ``(B, C, 1, 1[, 1])`` with
+            ``batch=False``.
+        smooth_nr: added to the numerator (SPOCKMIP 1).
+        smooth_dr: added to the denominator (SPOCKMIP 1).
+        batch: sum TP/FP/FN over the batch before the index (SPOCKMIP, default) instead of one loss per image.
 
     Raises:
         ValueError: incompatible activations, negative ``alpha``/``beta``/smoothing, ``alpha = beta = 0``,
             ``gamma <= 0``, unknown ``reduction``.
+
+    Example:
+        >>> import torch
+        >>> prob = torch.tensor([0.9, 0.2, 0.6, 0.0]).view(1, 1, 2, 2)
+        >>> label = torch.tensor([1.0, 0.0, 1.0, 1.0]).view(1, 1, 2, 2)
+        >>> round(float(FocalTverskyLoss()(prob, label)), 4)  # TP 1.5, FP 0.2, FN 1.5: (1 - 2.5 / 3.61) ** 0.75
+        0.4129
     """
 
     def __init__(
@@ -118,7 +127,7 @@ class FocalTverskyLoss(nn.Module):
         smooth_dr: float = 1.0,
         batch: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=check_reduction(reduction))
         check_activation_args(sigmoid, softmax, other_act)
         if not (alpha >= 0 and beta >= 0):
             raise ValueError(f"alpha and beta must be >= 0, got alpha={alpha}, beta={beta}.")
@@ -128,10 +137,6 @@ class FocalTverskyLoss(nn.Module):
             raise ValueError(f"gamma must be > 0, got {gamma}.")
         if not (smooth_nr >= 0 and smooth_dr >= 0):
             raise ValueError(f"smooth_nr and smooth_dr must be >= 0, got {smooth_nr} and {smooth_dr}.")
-        try:
-            self.reduction = LossReduction(reduction).value
-        except ValueError:
-            raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}.") from None
         self.include_background = include_background
         self.to_onehot_y = to_onehot_y
         self.sigmoid = sigmoid
@@ -159,40 +164,11 @@ class FocalTverskyLoss(nn.Module):
                 mismatch; NaN/Inf; target outside ``[0, 1]``; label values that are not integers in ``[0, C)``;
                 prediction outside ``[0, 1]`` after the activation.
         """
-        prob, target = prepare_probabilities(
+        prob, target, _ = prepare_probabilities(
             input, target, self.include_background, self.to_onehot_y, self.sigmoid, self.softmax, self.other_act
         )
         loss = focal_tversky(
             prob, target, self.alpha, self.beta, self.gamma, self.smooth_nr, self.smooth_dr, self.batch
         )
-        return reduce(loss, self.reduction)
+        return reduce(loss, self.reduction, prob.ndim)
 
-
-def prepare_probabilities(
-    input: torch.Tensor,
-    target: torch.Tensor,
-    include_background: bool,
-    to_onehot_y: bool,
-    sigmoid: bool,
-    softmax: bool,
-    other_act: Optional[Callable],
-):
-    """Upcast half precision, then MONAI's activation / one-hot / background order with range checks.
-
-    Returns ``(probabilities, target)`` of equal shape ``(B, C', *spatial)`` in ``[0, 1]``.
-    """
-    if isinstance(input, torch.Tensor) and not input.is_floating_point():
-        raise ValueError(f"input must be a floating point tensor, got dtype {input.dtype}.")
-    if isinstance(input, torch.Tensor) and input.dtype in (torch.float16, torch.bfloat16):
-        input = input.float()
-    if isinstance(target, torch.Tensor) and target.dtype in (torch.float16, torch.bfloat16):
-        target = target.float()
-    prob, target, _ = prepare_input_target(
-        input, target, include_background=include_background, to_onehot_y=to_onehot_y, sigmoid=sigmoid,
-        softmax=softmax, other_act=other_act,
-    )
-    if not (sigmoid or (softmax and input.shape[1] > 1)):
-        check_range(prob.detach(), 0.0, 1.0, "prediction (input after the activation)")
-    if not to_onehot_y or input.shape[1] == 1:
-        check_range(target, 0.0, 1.0, "target")
-    return prob, target

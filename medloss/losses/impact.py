@@ -5,323 +5,31 @@ TorchScript: ``IMPACT(x, y) = sum_l w_l * d(F_l(x), F_l(y))``. Paper: V. Boussot
 Loss for Multimodal Medical Image Registration", 2025, https://arxiv.org/abs/2503.24121 ; code and extractors:
 https://github.com/vboussot/ImpactLoss , https://huggingface.co/VBoussot/impact-torchscript-models .
 
-Offline by design: this module never downloads anything and holds no network code. A model is a local TorchScript
-file, a bare name looked up in local folders only, or an ``nn.Module``.
-
-Extractor contract (what a TorchScript file must satisfy)
----------------------------------------------------------
-``forward(image, nb_layers, stats, direction) -> List[Tensor]``, later arguments optional (the loss reads the forward
-schema and passes 1, 2, 3 or 4 arguments):
-
-- ``image``: ``(N, C_in, H, W)`` (2D model) or ``(N, C_in, D, H, W)`` (3D model) in **raw intensities** (HU, native
-  MR values); the model normalises itself.
-- ``nb_layers``: 1-element int64 tensor; the model returns its first ``nb_layers`` feature maps, shallow to deep. The
-  loss passes ``len(weights)``.
-- ``stats``: flat ``[min, max, mean, std]`` (unbiased std) of the **whole image**; a model uses it when it has 4
-  elements and otherwise falls back to the statistics of the tensor it received (use ``numel()``, not shape ops).
-- ``direction``: 3x3 int16 direction matrix for 3D models, 2x2 identity for 2D ones.
-- returns a list (or tuple) of ``(N, C_l, *spatial_l)`` maps; every weighted layer must be differentiable.
-
-Bring your own extractor (recipe)::
-
-    from typing import List
-    import torch
-
-    class MyExtractor(torch.nn.Module):
-        def __init__(self, backbone_stages):          # e.g. the encoder stages of a trained 3D U-Net
-            super().__init__()
-            self.stages = torch.nn.ModuleList(backbone_stages)
-
-        def forward(self, x: torch.Tensor, nb_layers: torch.Tensor = torch.tensor([1]),
-                    stats: torch.Tensor = torch.tensor([]),
-                    direction: torch.Tensor = torch.tensor([])) -> List[torch.Tensor]:
-            n = int(nb_layers.flatten()[0].item())
-            if stats.numel() == 4:                      # whole-image statistics: tiles normalised alike
-                x = (x - stats[2]) / stats[3]           # the normalisation the backbone was trained with
-            else:
-                x = (x - x.mean()) / x.std()
-            out: List[torch.Tensor] = []
-            for i, stage in enumerate(self.stages):
-                x = stage(x)
-                out.append(x)
-                if i + 1 == n:
-                    break
-            return out
-
-    torch.jit.script(MyExtractor(stages).eval()).save("my_extractor.pt")
-    loss = IMPACTLoss("my_extractor.pt", weights=[0.0, 1.0], spatial_dims=3)
-
-A plain ``forward(x) -> List[Tensor]`` (e.g. a traced network, which ignores ``nb_layers``) works too; it must then
-return exactly ``len(weights)`` maps.
+The extractors (local TorchScript files or modules, their contract and how to export one) are handled by
+:mod:`medloss.networks.impact_extractor`; the per-layer distances ``d`` are in :mod:`medloss.losses.feature_distances`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import glob
-import inspect
 import os
-import warnings
-from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from torch.nn.modules.loss import _Loss
 
-from medloss.validation import check_finite, check_same_shape, check_spatial_input, reduce
+from medloss.losses.feature_distances import canonical_distance, feature_distance
+from medloss.networks.impact_extractor import IMPACTExtractor
+from medloss.validation import (
+    check_finite,
+    check_float_input,
+    check_reduction,
+    check_same_shape,
+    check_spatial_input,
+    reduce,
+)
 
-__all__ = ["IMPACTLoss", "IMPACTSynthLoss", "feature_distance", "resolve_model_path", "DISTANCES", "MODEL_DIR_ENV",
-           "HF_MODELS_REPO"]
-
-#: Environment variable naming a folder of extractors; a bare model name such as ``"TS/M730.pt"`` is looked up there.
-MODEL_DIR_ENV = "MEDLOSS_IMPACT_MODEL_DIR"
-#: The Hugging Face repository of the published IMPACT extractors (only used in messages; nothing is downloaded).
-HF_MODELS_REPO = "VBoussot/impact-torchscript-models"
-
-#: Canonical names of the per-layer distances (matching is case-insensitive).
-DISTANCES = ("L1", "L2", "Cosine", "L1Cosine", "Dice", "NCC", "LNCC", "Gram", "DotProduct")
-_SIMILARITIES = {"Cosine", "L1Cosine", "Dice", "NCC", "LNCC", "DotProduct"}
-_KONFAI_EPS = 1e-6  # added to the norm product (Cosine, L1Cosine) and to the NCC denominator, as konfai >= 1.8
-_L1COSINE_LAMBDA = 0.1
-_LNCC_VARIANCE_FLOOR = 1e-5
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# per-layer distances on (n, C, *spatial) feature maps; each returns one value per item n
-# ------------------------------------------------------------------------------------------------------------------
-def _safe_div(num: torch.Tensor, den: torch.Tensor, eps: float) -> torch.Tensor:
-    # eps == 0 (itk convention) divides exactly; the clamp only keeps 0/0 finite
-    return num / (den + eps) if eps > 0 else num / den.clamp_min(torch.finfo(den.dtype).tiny)
-
-
-def _cosine_map(f: torch.Tensor, m: torch.Tensor, eps: float) -> torch.Tensor:
-    """Cosine of the channel vectors at every point, ``(n, 1, *spatial)``."""
-    norms = f.norm(2, 1, keepdim=True) * m.norm(2, 1, keepdim=True)
-    return _safe_div((f * m).sum(1, keepdim=True), norms, eps)
-
-
-def _similarity(name: str, f: torch.Tensor, m: torch.Tensor, eps: float, kernel: int) -> torch.Tensor:
-    if name == "Cosine":
-        return _cosine_map(f, m, eps).flatten(1).mean(1)
-    if name == "L1Cosine":
-        return (_cosine_map(f, m, eps) * torch.exp(-_L1COSINE_LAMBDA * (f - m).abs())).flatten(1).mean(1)
-    if name == "Dice":
-        # soft Dice of the raw activations per point; a point with a zero sum counts as a match
-        inter, union = (f * m).sum(1), (f + m).sum(1)
-        empty = union == 0
-        dice = torch.where(empty, torch.ones_like(union), 2 * inter / torch.where(empty, torch.ones_like(union), union))
-        return dice.flatten(1).mean(1)
-    if name == "DotProduct":
-        return (f * m).sum(1).flatten(1).mean(1)
-    if name == "NCC":
-        # Pearson correlation of each channel over all points of the item (global, not local), mean over channels
-        fc = f.flatten(2) - f.flatten(2).mean(2, keepdim=True)
-        mc = m.flatten(2) - m.flatten(2).mean(2, keepdim=True)
-        den = ((fc * fc).sum(2) * (mc * mc).sum(2)).sqrt()
-        return _safe_div((fc * mc).sum(2), den, eps).mean(1)
-    if name == "LNCC":
-        # squared local correlation in a box window, per channel; the window is clipped at the border (mean over
-        # the voxels inside), which also serves maps smaller than the window (deep layers)
-        pool = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[f.dim() - 2]
-        pad = [kernel // 2] * (2 * (f.dim() - 2))
-        count = pool(F.pad(torch.ones_like(f[:1, :1]), pad), kernel, stride=1)
-
-        def mean(t: torch.Tensor) -> torch.Tensor:
-            return pool(F.pad(t, pad), kernel, stride=1) / count
-
-        mf, mm = mean(f), mean(m)
-        cov = mean(f * m) - mf * mm
-        vf = (mean(f * f) - mf * mf).clamp_min(_LNCC_VARIANCE_FLOOR)
-        vm = (mean(m * m) - mm * mm).clamp_min(_LNCC_VARIANCE_FLOOR)
-        return (cov * cov / (vf * vm)).flatten(1).mean(1)
-    raise AssertionError(name)  # pragma: no cover - names are validated in __init__
-
-
-def _gram(f: torch.Tensor) -> torch.Tensor:
-    x = f.flatten(2)
-    return x @ x.transpose(1, 2) / (x.shape[1] * x.shape[2])
-
-
-def feature_distance(
-    name: str, f: torch.Tensor, m: torch.Tensor, convention: str = "konfai", kernel: int = 5
-) -> torch.Tensor:
-    """One IMPACT distance between feature maps ``f`` and ``m`` of shape ``(n, C, *spatial)``, one value per item.
-
-    ``convention="konfai"`` (konfai >= 1.8): 0 at a perfect match; similarities are reported as ``1 - s`` with
-    ``eps = 1e-6`` in the Cosine / L1Cosine / NCC denominators. ``convention="itk"`` (itk-impact / elastix
-    ``ImpactLoss.h``): similarities are reported as ``-s`` with no eps (-1 at a perfect match for Cosine / NCC).
-    L1, L2 (means over channels and points) and Gram (``sum |G(f) - G(m)|``, ``G = F F^T / (C N)``) are distances
-    in both conventions. ``DotProduct`` (``-mean_points sum_c f m``) exists only in the itk convention; LNCC only in
-    konfai (its itk value here is ``-mean cc^2``, a medloss extension).
-    """
-    if name == "L1":
-        return (f - m).abs().flatten(1).mean(1)
-    if name == "L2":
-        return (f - m).pow(2).flatten(1).mean(1)
-    if name == "Gram":
-        return (_gram(f) - _gram(m)).abs().flatten(1).sum(1)
-    eps = _KONFAI_EPS if convention == "konfai" else 0.0
-    s = _similarity(name, f, m, eps, kernel)
-    return 1.0 - s if convention == "konfai" else -s
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# loading the extractor (local only)
-# ------------------------------------------------------------------------------------------------------------------
-def _candidate_paths(name: str) -> List[Path]:
-    """Where a model name is looked up, in order: as given, ``$MEDLOSS_IMPACT_MODEL_DIR/name``, the local
-    Hugging Face cache snapshots of ``VBoussot/impact-torchscript-models`` (read only, never fetched)."""
-    out = [Path(name).expanduser()]
-    env = os.environ.get(MODEL_DIR_ENV)
-    out.append(Path(env).expanduser() / name if env else Path(f"${MODEL_DIR_ENV} (not set)"))
-    hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface")), "hub"
-    )
-    repo_dir = Path(hub) / ("models--" + HF_MODELS_REPO.replace("/", "--")) / "snapshots"
-    out.append(repo_dir / "*" / name)
-    return out
-
-
-def resolve_model_path(name: Union[str, os.PathLike]) -> Path:
-    """Find a local extractor file or raise ``FileNotFoundError`` naming every place searched and the fixes."""
-    name = os.fspath(name)
-    searched = []
-    for cand in _candidate_paths(name):
-        searched.append(str(cand))
-        if "*" in cand.name or "*" in str(cand.parent):
-            hits = sorted(glob.glob(str(cand)))
-            if hits:
-                return Path(hits[-1])
-        elif cand.is_file():
-            return cand
-    where = "\n  ".join(searched)
-    raise FileNotFoundError(
-        f"IMPACT extractor {name!r} not found (medloss never downloads models). Searched:\n  {where}\n"
-        f"Fix: pass the path of a local TorchScript file, or set {MODEL_DIR_ENV} to a folder holding it, or download "
-        f"it on a connected machine, e.g. `huggingface-cli download {HF_MODELS_REPO} {name}` (Hugging Face repo "
-        f"{HF_MODELS_REPO}), and copy it here. Any TorchScript file following the IMPACT model contract works "
-        "(see the medloss.losses.impact module docstring for an export recipe)."
-    )
-
-
-def _jit_load(path: Path, device: torch.device) -> torch.nn.Module:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated in recent torch
-            return torch.jit.load(str(path), map_location=device)
-    except Exception as err:  # noqa: BLE001 - torch raises several types for a non-TorchScript file
-        raise ValueError(
-            f"{str(path)!r} is not a loadable TorchScript archive ({type(err).__name__}: {str(err).splitlines()[0]}). "
-            "Expected a file written by torch.jit.save(torch.jit.script(model)); for a state_dict or a pickled "
-            "module, build the nn.Module yourself and pass it as `model`."
-        ) from err
-
-
-def _count_forward_args(module: torch.nn.Module) -> int:
-    """How many of (image, nb_layers, stats, direction) the extractor takes, read from its forward schema."""
-    schema = getattr(module.forward, "schema", None)
-    if schema is not None:
-        n = len([a for a in schema.arguments if a.name != "self"])
-    else:
-        params = inspect.signature(module.forward).parameters.values()
-        if any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in params):
-            return 4
-        n = len([p for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
-                                                   inspect.Parameter.POSITIONAL_OR_KEYWORD)])
-    if n < 1:
-        raise ValueError("the IMPACT extractor's forward takes no image argument; expected forward(image, ...).")
-    return min(n, 4)
-
-
-@contextlib.contextmanager
-def _no_texpr_fuser() -> Iterator[None]:
-    # the TensorExpr fuser can abort on shape ops of IMPACT models run repeatedly under autograd (konfai does the same)
-    getter = getattr(torch._C, "_jit_texpr_fuser_enabled", None)
-    setter = getattr(torch._C, "_jit_set_texpr_fuser_enabled", None)
-    if getter is None or setter is None:
-        yield
-        return
-    previous = getter()
-    setter(False)
-    try:
-        yield
-    finally:
-        setter(previous)
-
-
-class _Extractor(torch.nn.Module):
-    """A frozen extractor, moved lazily to the input's device (a file is re-mapped there: traced constants do not
-    follow ``.to()``) and kept in eval mode whatever the parent's mode."""
-
-    def __init__(self, model: Union[str, os.PathLike, torch.nn.Module]) -> None:
-        super().__init__()
-        if isinstance(model, torch.nn.Module):
-            self.path: Optional[Path] = None
-            net = model
-        elif isinstance(model, (str, os.PathLike)):
-            self.path = resolve_model_path(model)
-            net = _jit_load(self.path, torch.device("cpu"))
-        else:
-            raise ValueError(
-                f"model must be a path to a TorchScript file or a torch.nn.Module, got {type(model).__name__}."
-            )
-        self._mapped = torch.device("cpu")
-        self.net = self._freeze(net)
-        self.n_args = _count_forward_args(self.net)
-
-    @staticmethod
-    def _freeze(net: torch.nn.Module) -> torch.nn.Module:
-        for p in net.parameters():  # a ScriptModule refuses requires_grad_(), its parameters do not
-            p.requires_grad_(False)
-        return net.eval()
-
-    def train(self, mode: bool = True) -> "_Extractor":
-        super().train(mode)
-        self.net.eval()
-        return self
-
-    @property
-    def dtype(self) -> Optional[torch.dtype]:
-        for t in list(self.net.parameters()) + list(self.net.buffers()):
-            if t.is_floating_point():
-                return t.dtype
-        return None
-
-    def place(self, device: torch.device) -> None:
-        tensors = list(self.net.parameters()) + list(self.net.buffers())
-        moved = any(t.device != device for t in tensors)
-        if self.path is not None and (device != self._mapped or moved):
-            dtype = self.dtype
-            net = _jit_load(self.path, device)
-            self.net = self._freeze(net.to(dtype) if dtype is not None else net)
-            self._mapped = device
-        elif moved:
-            self.net.to(device)
-
-    def forward(self, image: torch.Tensor, nb_layers: torch.Tensor, stats: torch.Tensor,
-                direction: torch.Tensor) -> List[torch.Tensor]:
-        args = (image, nb_layers, stats, direction)[: self.n_args]
-        with _no_texpr_fuser():
-            out = self.net(*args)
-        if not isinstance(out, (list, tuple)) or not all(isinstance(o, torch.Tensor) for o in out):
-            raise ValueError(
-                f"the IMPACT extractor must return a list of feature tensors, got {type(out).__name__}; "
-                "wrap a single map as [features]."
-            )
-        return list(out)
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# the loss
-# ------------------------------------------------------------------------------------------------------------------
-def _canonical_distance(name: str) -> str:
-    if not isinstance(name, str):
-        raise ValueError(f"distance must be a string, got {type(name).__name__}.")
-    table = {d.lower(): d for d in DISTANCES}
-    key = name.replace("-", "").replace("_", "").lower()
-    if key not in table:
-        raise ValueError(f"unknown IMPACT distance {name!r}; expected one of {', '.join(DISTANCES)}.")
-    return table[key]
+__all__ = ["IMPACTLoss", "IMPACTSynthLoss"]
 
 
 def _image_stats(x: torch.Tensor) -> torch.Tensor:
@@ -344,7 +52,7 @@ def _check_stats(stats: Union[torch.Tensor, Sequence[float]], batch: int, name: 
     return s
 
 
-class IMPACTLoss(torch.nn.Module):
+class IMPACTLoss(_Loss):
     """IMPACT semantic feature loss: weighted per-layer distances between the features of a frozen extractor.
 
     Boussot V. et al., "IMPACT: A Generic Semantic Loss for Multimodal Medical Image Registration", 2025,
@@ -396,6 +104,19 @@ class IMPACTLoss(torch.nn.Module):
         ``C == 1`` or ``C == in_channels``; optional ``stats`` ``(4,)`` or ``(B, 4)`` whole-image
         ``[min, max, mean, std]`` used for both images (e.g. for patches of a larger image), overriding
         ``stats_from``. Returns a scalar, or ``(B,)`` with ``reduction="none"``.
+
+    Example:
+        >>> import torch
+        >>> class Features(torch.nn.Module):  # stands for a pretrained segmentation network's encoder
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.conv = torch.nn.Conv3d(1, 4, 3, padding=1)
+        ...     def forward(self, x):
+        ...         return [self.conv(x)]
+        >>> loss = IMPACTLoss(Features(), weights=[1.0], probe_shape=(8, 8, 8))
+        >>> image = torch.rand(2, 1, 8, 8, 8)
+        >>> float(loss(image, image))
+        0.0
     """
 
     def __init__(
@@ -414,7 +135,7 @@ class IMPACTLoss(torch.nn.Module):
         probe_shape: Optional[Sequence[int]] = None,
         reduction: str = "mean",
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=check_reduction(reduction))
         weights = [float(w) for w in (weights if isinstance(weights, (list, tuple)) else list(weights))]
         if not weights:
             raise ValueError("weights must hold one weight per extractor layer, got an empty list.")
@@ -426,7 +147,7 @@ class IMPACTLoss(torch.nn.Module):
         names = [distance] * len(weights) if isinstance(distance, str) else list(distance)
         if len(names) != len(weights):
             raise ValueError(f"got {len(names)} distances for {len(weights)} layer weights; give one or one per layer.")
-        self.distances = [_canonical_distance(n) for n in names]
+        self.distances = [canonical_distance(n) for n in names]
         if convention not in ("konfai", "itk"):
             raise ValueError(f"convention must be 'konfai' or 'itk', got {convention!r}.")
         if convention == "konfai" and "DotProduct" in self.distances:
@@ -459,9 +180,7 @@ class IMPACTLoss(torch.nn.Module):
             if direction_t.shape != (spatial_dims, spatial_dims):
                 raise ValueError(f"direction must be {spatial_dims}x{spatial_dims}, got {tuple(direction_t.shape)}.")
         self.register_buffer("direction", direction_t, persistent=False)
-        self.reduction = reduction
-        reduce(torch.zeros(1), reduction)  # validates the reduction name early
-        self.extractor = model if isinstance(model, _Extractor) else _Extractor(model)
+        self.extractor = model if isinstance(model, IMPACTExtractor) else IMPACTExtractor(model)
         probe = self.shape if probe_shape is None else tuple(int(s) for s in probe_shape)
         if probe is None:
             probe = (32,) * self.spatial_dims
@@ -510,8 +229,7 @@ class IMPACTLoss(torch.nn.Module):
         check_spatial_input(input, "input", (2, 3))
         check_spatial_input(target, "target", (2, 3))
         check_same_shape(input, target)
-        if not input.is_floating_point():
-            raise ValueError(f"input must be a floating-point image, got dtype {input.dtype}.")
+        check_float_input(input)
         check_finite(input, "input")
         check_finite(target, "target")
         if input.ndim - 2 < self.spatial_dims:
@@ -615,7 +333,7 @@ def _denormalize(t: torch.Tensor, stats: torch.Tensor, mode: str) -> torch.Tenso
     return t * stats[:, 3].view(view) + stats[:, 2].view(view)  # konfai Standardize
 
 
-class IMPACTSynthLoss(torch.nn.Module):
+class IMPACTSynthLoss(_Loss):
     """IMPACT-Synth perceptual loss for image synthesis: a feature content term plus a Gram style term.
 
     Boussot V. et al., IMPACT (2025, https://arxiv.org/abs/2503.24121) and IMPACT-Synth (KonfAI,
@@ -654,6 +372,22 @@ class IMPACTSynthLoss(torch.nn.Module):
         ``(B, C, H, W[, D])`` of the same shape; stats ``(4,)`` or ``(B, 4)`` raw ``[min, max, mean, std]``
         (required unless that branch's normalization is ``"none"``; then computed from the raw target).
         Returns a scalar or ``(B,)``.
+
+    Example:
+        >>> import torch
+        >>> class Features(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.conv = torch.nn.Conv3d(1, 4, 3, padding=1)
+        ...     def forward(self, x):
+        ...         return [self.conv(x)]
+        >>> loss = IMPACTSynthLoss(Features(), content_weights=[1.0], style_weights=[1.0],
+        ...                        content_normalization="none", style_normalization="none")
+        >>> ct, mr = torch.rand(2, 1, 8, 8, 8), torch.rand(2, 1, 8, 8, 8)
+        >>> float(loss(ct, ct, ct))
+        0.0
+        >>> loss(ct, ct, mr).shape
+        torch.Size([])
     """
 
     def __init__(
@@ -672,15 +406,13 @@ class IMPACTSynthLoss(torch.nn.Module):
         style_normalization: str = "zscore",
         reduction: str = "mean",
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=check_reduction(reduction))
         for name, mode in (("content_normalization", content_normalization),
                            ("style_normalization", style_normalization)):
             if mode not in _NORMALIZATIONS:
                 raise ValueError(f"{name} must be one of {_NORMALIZATIONS}, got {mode!r}.")
         self.content_normalization, self.style_normalization = content_normalization, style_normalization
-        reduce(torch.zeros(1), reduction)
-        self.reduction = reduction
-        content_ex = _Extractor(content_model) if not isinstance(content_model, _Extractor) else content_model
+        content_ex = IMPACTExtractor(content_model) if not isinstance(content_model, IMPACTExtractor) else content_model
         style_ex = content_ex if style_model is None else style_model
         self.content = IMPACTLoss(content_ex, weights=content_weights, distance="L2", in_channels=content_in_channels,
                                   spatial_dims=content_spatial_dims, shape=content_shape, stats_from="target",

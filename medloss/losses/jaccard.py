@@ -16,17 +16,18 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
 from monai.utils import LossReduction
-from torch import nn
+from torch.nn.modules.loss import _Loss
 
 from medloss.validation import (
     check_activation_args,
     check_binary,
-    check_range,
-    prepare_input_target,
+    check_class_weights,
+    check_reduction,
+    prepare_probabilities,
     reduce,
 )
 
-__all__ = ["TverskyMetricLoss", "JaccardMetricLoss", "DiceSemimetricLoss"]
+__all__ = ["TverskyMetricLoss", "JaccardMetricLoss", "DiceSemimetricLoss", "safe_ratio"]
 
 _ACTIVE_MODES = ("all", "present")
 
@@ -41,8 +42,14 @@ def _cardinality(x: torch.Tensor, norm: float, nonnegative: bool = False) -> tor
     return a.pow(norm).sum(-1)
 
 
-def _safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    """``num / den`` with ``0 / 0 := 1``: an empty prediction of an empty class is a perfect match (smooth = 0)."""
+def safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """``num / den`` with ``0 / 0 := 1`` (``den <= 0`` only when nothing is predicted or labelled): an empty
+    prediction of an empty class is a perfect match, not NaN. Used by every overlap index of the losses.
+
+    Example:
+        >>> safe_ratio(torch.tensor([1.0, 0.0]), torch.tensor([4.0, 0.0])).tolist()
+        [0.25, 1.0]
+    """
     empty = den <= 0
     return torch.where(empty, torch.ones_like(num), num) / torch.where(empty, torch.ones_like(den), den)
 
@@ -69,7 +76,7 @@ def _resolve_level_weights(
     return w  # type: ignore[return-value]
 
 
-class TverskyMetricLoss(nn.Module):
+class TverskyMetricLoss(_Loss):
     """Tversky loss with L1 (soft-label safe) true/false positive counts; base of the Jaccard and Dice losses.
 
     Wang, Z. et al. (2023) Jaccard Metric Losses, NeurIPS 2023 (https://arxiv.org/abs/2302.05666); Wang, Z. et al.
@@ -121,15 +128,15 @@ class TverskyMetricLoss(nn.Module):
         norm: ``p >= 1`` of the cardinalities ``||.||_p^p``. 1 (default, recommended) gives the Jaccard metric / Dice
             semimetric losses; 2 gives ``TP = <x, y>``, i.e. the classic L2 soft Jaccard / V-Net Dice.
         log_loss: use ``-log T`` instead of ``1 - T``.
-        class_weights: ``C`` nonnegative weights (after background removal) multiplying the per-class losses before
-            the means; they are not renormalised (a plain mean follows, as in JDTLoss and MONAI).
+        class_weights: ``C`` nonnegative weights, not all 0 (after background removal), multiplying the per-class losses
+            before the means; they are not renormalised (a plain mean follows, as in JDTLoss and MONAI).
         active_classes_hard: ``"present"`` (default) or ``"all"``, used when ``to_onehot_y=True``.
         active_classes_soft: ``"all"`` (default) or ``"present"``, used otherwise.
         threshold: a class is present where the target exceeds it (default 0.01).
-        reduction: ``"mean"`` (default): the combination above, a scalar. ``"none"``: the loss per class, shape
-            ``(C,)``, for the per-batch level, or per image and class, shape ``(B, C)``, for the per-image/per-class
-            levels; class weights applied, inactive entries 0; needs a single reduction level. ``"sum"``: the sum
-            of that tensor.
+        reduction: ``"mean"`` (default): the combination above, a scalar. ``"none"``: the loss per class with
+            MONAI's ``DiceLoss`` shape, ``(C, 1, 1[, 1])``, for the per-batch level (``batch=True``), or per image
+            and class, ``(B, C, 1, 1[, 1])``, for the per-image/per-class levels (``batch=False``); class weights
+            applied, inactive entries 0; needs a single reduction level. ``"sum"``: the sum of that tensor.
         smooth: ``s`` added to the numerator and the denominator of the Tversky index; default 1e-3 as in JDTLoss
             HEAD (it was 1.0 before March 2024). The loss stays exactly 0 at ``input == target`` for any ``s``.
         batch: MONAI-style switch: True is the per-batch level (``reduction_weights=(1, 0, 0)``), False the per-image
@@ -142,6 +149,12 @@ class TverskyMetricLoss(nn.Module):
     Raises:
         ValueError: incompatible activations, a negative or out-of-range parameter, more than one of ``batch``,
             ``per_image`` and ``reduction_weights``, ``reduction="none"``/``"sum"`` with several reduction levels.
+
+    Example:
+        >>> x = torch.tensor([1.0, 0.0, 0.5, 0.0]).view(1, 1, 2, 2)
+        >>> y = torch.tensor([1.0, 0.0, 1.0, 0.0]).view(1, 1, 2, 2)
+        >>> round(float(TverskyMetricLoss(alpha=0.3, beta=0.7, smooth=0)(x, y)), 4)  # 1 - 1.5 / (1.5 + 0.7 * 0.5)
+        0.1892
     """
 
     def __init__(
@@ -167,7 +180,7 @@ class TverskyMetricLoss(nn.Module):
         reduction_weights: Optional[Sequence[float]] = None,
         ignore_index: Optional[int] = None,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=check_reduction(reduction))
         check_activation_args(sigmoid, softmax, other_act)
         if alpha < 0 or beta < 0:
             raise ValueError(f"alpha and beta must be >= 0, got alpha={alpha}, beta={beta}.")
@@ -184,10 +197,6 @@ class TverskyMetricLoss(nn.Module):
         for name, mode in (("active_classes_hard", active_classes_hard), ("active_classes_soft", active_classes_soft)):
             if str(mode).lower() not in _ACTIVE_MODES:
                 raise ValueError(f"{name} must be one of {_ACTIVE_MODES}, got {mode!r}.")
-        try:
-            self.reduction = LossReduction(reduction).value
-        except ValueError:
-            raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}.") from None
         self.level_weights = _resolve_level_weights(batch, per_image, reduction_weights)
         n_levels = sum(w > 0 for w in self.level_weights)
         if self.reduction != LossReduction.MEAN.value and n_levels > 1:
@@ -198,13 +207,7 @@ class TverskyMetricLoss(nn.Module):
         if ignore_index is not None and not to_onehot_y:
             raise ValueError("ignore_index needs a label-map target (to_onehot_y=True); use keep_mask for soft labels.")
 
-        if class_weights is not None:
-            cw = torch.as_tensor(class_weights, dtype=torch.float64).flatten()
-            if cw.numel() == 0 or not bool(torch.isfinite(cw).all()) or float(cw.min()) < 0:
-                raise ValueError(f"class_weights must be finite and >= 0, got {cw.tolist()}.")
-        else:
-            cw = None
-        self.register_buffer("class_weights", cw)
+        self.register_buffer("class_weights", check_class_weights(class_weights))
 
         self.include_background = include_background
         self.to_onehot_y = to_onehot_y
@@ -241,11 +244,7 @@ class TverskyMetricLoss(nn.Module):
                 keep_mask shape mismatch; NaN/Inf; soft target outside ``[0, 1]``; label values that are not integers
                 in ``[0, C)``; prediction outside ``[0, 1]`` after the activation; wrong number of class weights.
         """
-        if isinstance(input, torch.Tensor) and not input.is_floating_point():
-            raise ValueError(f"input must be a floating point tensor, got dtype {input.dtype}.")
-        if isinstance(input, torch.Tensor) and input.dtype in (torch.float16, torch.bfloat16):
-            input = input.float()
-        prob, target, keep = prepare_input_target(
+        prob, target, keep = prepare_probabilities(
             input,
             target,
             include_background=self.include_background,
@@ -255,12 +254,6 @@ class TverskyMetricLoss(nn.Module):
             other_act=self.other_act,
             ignore_index=self.ignore_index,
         )
-        if not (self.sigmoid or (self.softmax and input.shape[1] > 1)):
-            check_range(prob.detach(), 0.0, 1.0, "prediction (input after the activation)")
-        if not self.to_onehot_y:
-            check_range(target, 0.0, 1.0, "soft target")
-        elif input.shape[1] == 1:
-            check_binary(target, "label map of a single-channel prediction (to_onehot_y=True)")
         if keep_mask is not None:
             keep = self._merge_keep_mask(keep_mask, input, keep, prob.dtype)
 
@@ -294,7 +287,7 @@ class TverskyMetricLoss(nn.Module):
             else:
                 loss = self._class_loss(tp, fp, fn, cw)
                 active = y_max > self.threshold if present_mode else torch.ones_like(loss, dtype=torch.bool)
-            return reduce(loss * active, self.reduction)
+            return reduce(loss * active, self.reduction, prob.ndim)
 
         total = prob.new_zeros(())
         if w_d > 0:
@@ -316,7 +309,7 @@ class TverskyMetricLoss(nn.Module):
     def _class_loss(
         self, tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, cw: Optional[torch.Tensor]
     ) -> torch.Tensor:
-        index = _safe_ratio(tp + self.smooth, tp + self.alpha * fp + self.beta * fn + self.smooth)
+        index = safe_ratio(tp + self.smooth, tp + self.alpha * fp + self.beta * fn + self.smooth)
         loss = -torch.log(index) if self.log_loss else 1.0 - index
         if self.gamma != 1:
             # clamp: rounding can give -1e-17 at a perfect match, and a fractional power of it is NaN
@@ -407,6 +400,12 @@ class DiceSemimetricLoss(TverskyMetricLoss):
     equals the usual soft Dice loss, and for hard prediction and label ``1 - Dice``. Equal to MONAI
     ``DiceLoss(soft_label=True, smooth_nr=2s, smooth_dr=2s)`` (see :class:`TverskyMetricLoss` for the differences).
     Arguments as :class:`TverskyMetricLoss` without ``alpha``/``beta`` (both 0.5).
+
+    Example:
+        >>> x = torch.tensor([1.0, 0.0, 0.5, 0.5]).view(1, 1, 2, 2)  # soft prediction
+        >>> y = torch.tensor([1.0, 0.0, 1.0, 0.0]).view(1, 1, 2, 2)
+        >>> float(DiceSemimetricLoss(smooth=0)(x, y))  # ||x - y||_1 / (||x||_1 + ||y||_1) = 1 / 4
+        0.25
     """
 
     def __init__(

@@ -2,20 +2,30 @@
 
 Radhakrishna, C. et al. (2024) "SPOCKMIP: Segmentation of Vessels in MRAs with Enhanced Continuity using Maximum
 Intensity Projection as Loss", https://arxiv.org/abs/2407.08655. Semantics follow the authors' code
-(soumickmj/SPOCKMIP ``1ebfbd3``) except for the axis pairing bug described in :class:`MIPLoss`.
+(https://github.com/soumickmj/SPOCKMIP, commit ``1ebfbd3``) except for the axis pairing bug described in
+:class:`MIPLoss`.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 from monai.utils import LossReduction
 from torch import nn
+from torch.nn.modules.loss import _Loss
 
-from medloss.losses.focal_tversky import FocalTverskyLoss, prepare_probabilities
-from medloss.validation import check_activation_args, check_finite, check_range, reduce
+from medloss.losses.focal_tversky import FocalTverskyLoss
+from medloss.validation import (
+    check_activation_args,
+    check_axes,
+    check_finite,
+    check_range,
+    check_reduction,
+    prepare_probabilities,
+    reduce,
+    spatial_axes_to_dims,
+)
 
 __all__ = ["MIPLoss", "max_projection"]
 
@@ -49,18 +59,7 @@ def max_projection(x: torch.Tensor, dim: int, slab_size: Optional[int] = None) -
     return x.reshape(shape).amax(dim + 1)
 
 
-def _as_axes(axes: Union[int, Sequence[int]]) -> Tuple[int, ...]:
-    def is_int(a) -> bool:
-        return isinstance(a, (int, np.integer)) and not isinstance(a, bool)
-
-    if is_int(axes):
-        return (int(axes),)
-    if not isinstance(axes, Sequence) or isinstance(axes, str) or len(axes) == 0 or not all(map(is_int, axes)):
-        raise ValueError(f"axes must be an int or a non-empty sequence of ints, got {axes!r}.")
-    return tuple(int(a) for a in axes)
-
-
-class MIPLoss(nn.Module):
+class MIPLoss(_Loss):
     """Voxel loss plus a loss between maximum intensity projections of prediction and label (SPOCKMIP).
 
     Radhakrishna, C., Chintalapati, K. V., Kumar, S. C. H. R., Sutrave, R., Mattern, H., Speck, O., Nürnberger, A.
@@ -72,7 +71,7 @@ class MIPLoss(nn.Module):
         loss = voxel_weight * L_voxel(p, g) + mip_weight * R_a L_mip(MIP_a(p), MIP_a(g))
 
     ``MIP_a`` is the maximum along spatial axis ``a`` over the whole patch (or per slab of ``slab_size`` slices);
-    ``R_a`` sums (anchor) or averages over ``axes``. Defaults reproduce SPOCKMIP: ``L_voxel`` = batch-global
+    ``R_a`` sums (SPOCKMIP) or averages over ``axes``. Defaults reproduce SPOCKMIP: ``L_voxel`` = batch-global
     :class:`FocalTverskyLoss` (FN weight 0.7, FP weight 0.3, exponent 0.75, smoothing 1), ``L_mip`` = the same Focal
     Tversky per sample, averaged over the batch, weights 0.7 / 0.3. SPOCKMIP uses ``sigmoid=True`` on single-channel
     logits; its single-axis setting projects along the slice axis (``axes=0`` in its ``(D, W, L)`` patch layout and
@@ -92,17 +91,17 @@ class MIPLoss(nn.Module):
 
     Empty projections. Per sample (SPOCKMIP), a patch whose label MIP is empty scores ``(1 - 1 / (1 + 0.3 P)) **
     0.75`` for predicted projection mass ``P``, already 0.81 at ``P = 10``: a background patch with a few false
-    positive pixels gets an almost maximal MIP loss. Patch-local label MIPs are empty more often than the anchor's
+    positive pixels gets an almost maximal MIP loss. Patch-local label MIPs are empty more often than SPOCKMIP's
     whole-volume ones; ``batch=True`` (one Focal Tversky over all projections of the batch) dilutes such patches
-    the way the anchor's batch-global voxel term does.
+    the way SPOCKMIP's batch-global voxel term does.
 
-    Differences from the anchor's code (SPOCKMIP ``pipeline.py``): (1) its prediction MIPs and label MIPs are taken
-    along *different* physical axes and in transposed layouts (the label MIPs in the NIfTI ``(W, L, D)`` order, the
-    predictions after moving depth to the front); cubic patches hide it. A perfect predictor scores 0.919 on its
-    z-axis MIP loss instead of 0. medloss always pairs the same axis, and reproduces the anchor's value for
-    correctly aligned axes. (2) The anchor's 0.001 accumulator offsets are dropped. (3) Deep supervision: the anchor
-    nearest-upsamples every low-resolution output to the 64^3 patch; here the loss runs at any resolution (nnU-Net's
-    ``DeepSupervisionWrapper`` hands each scale its own target; a ``label_mip`` must match the input's size).
+    Differences from the original code (https://github.com/soumickmj/SPOCKMIP, ``pipeline.py``): (1) its prediction MIPs
+    and label MIPs are taken along *different* physical axes and in transposed layouts (the label MIPs in the NIfTI
+    ``(W, L, D)`` order, the predictions after moving depth to the front); cubic patches hide it. A perfect predictor
+    scores 0.919 on its z-axis MIP loss instead of 0. medloss always pairs the same axis, and reproduces the original
+    value for correctly aligned axes. (2) Its 0.001 accumulator offsets are dropped. (3) Deep supervision: the original
+    code nearest-upsamples every low-resolution output to the 64^3 patch; here the loss runs at any resolution
+    (nnU-Net's ``DeepSupervisionWrapper`` hands each scale its own target; a ``label_mip`` must match the input's size).
 
     Args:
         include_background: if False, channel 0 (background) is left out (ignored for single-channel input).
@@ -127,14 +126,24 @@ class MIPLoss(nn.Module):
         mip_weight: weight of the MIP term (SPOCKMIP 0.3).
         reduction: ``"mean"`` or ``"sum"`` applied to each term's per-item losses before weighting (the default
             voxel term has one item per class, the default MIP term one per sample and class); ``"none"`` returns
-            ``voxel_weight * L_voxel + mip_weight * L_mip`` per item, broadcast to ``(B, C)`` (``(C,)`` if both
-            terms are batch-global). Applied to the outputs of user-given losses too (a scalar stays as it is).
+            ``voxel_weight * L_voxel + mip_weight * L_mip`` per item with MONAI's ``DiceLoss`` shapes, broadcast to
+            ``(B, C, 1, 1[, 1])`` (``(C, 1, 1[, 1])`` if both terms are batch-global, e.g. ``batch=True``).
+            Applied to the outputs of user-given losses too (a scalar stays as it is).
         batch: pool all projections of the batch in one default MIP loss instead of one loss per sample (SPOCKMIP:
             per sample, i.e. False, the default). Only for the default ``mip_loss``; configure a given loss yourself.
 
     Raises:
         ValueError: incompatible activations, invalid ``axes`` / ``axis_reduction`` / ``slab_size`` / weights /
             ``reduction``, ``batch`` given together with ``mip_loss``, or both weights 0.
+
+    Example:
+        >>> import torch
+        >>> logits = torch.randn(2, 1, 8, 8, 8)
+        >>> label = (torch.rand(2, 1, 8, 8, 8) > 0.7).float()
+        >>> MIPLoss(sigmoid=True, axes=0)(logits, label).shape  # SPOCKMIP: 0.7 voxel + 0.3 MIP term
+        torch.Size([])
+        >>> MIPLoss(sigmoid=True, axes=(0, 1, 2), reduction="none")(logits, label).shape
+        torch.Size([2, 1, 1, 1, 1])
     """
 
     def __init__(
@@ -154,10 +163,10 @@ class MIPLoss(nn.Module):
         reduction: Union[LossReduction, str] = LossReduction.MEAN,
         batch: Optional[bool] = None,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=check_reduction(reduction))
         # the activation is applied once here; the inner losses receive probabilities
         check_activation_args(sigmoid, softmax, other_act)
-        self.axes = _as_axes(axes)
+        self.axes = check_axes(axes)
         if axis_reduction not in _AXIS_REDUCTIONS:
             raise ValueError(f"axis_reduction must be one of {_AXIS_REDUCTIONS}, got {axis_reduction!r}.")
         if slab_size is not None and (isinstance(slab_size, bool) or not isinstance(slab_size, int) or slab_size < 1):
@@ -166,10 +175,6 @@ class MIPLoss(nn.Module):
             raise ValueError(
                 f"voxel_weight and mip_weight must be >= 0 and not both 0, got {voxel_weight} and {mip_weight}."
             )
-        try:
-            self.reduction = LossReduction(reduction).value
-        except ValueError:
-            raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}.") from None
         if mip_loss is not None and batch is not None:
             raise ValueError("batch configures the default mip_loss only; set it on the given mip_loss instead.")
         for name, loss in (("mip_loss", mip_loss), ("voxel_loss", voxel_loss)):
@@ -190,18 +195,6 @@ class MIPLoss(nn.Module):
             self.voxel_loss = voxel_loss if voxel_loss is not None else FocalTverskyLoss(reduction="none", batch=True)
         else:
             self.voxel_loss = None
-
-    def _spatial_dims(self, n_spatial: int) -> Tuple[int, ...]:
-        dims = []
-        for a in self.axes:
-            if not -n_spatial <= a < n_spatial:
-                raise ValueError(
-                    f"axes must lie in [{-n_spatial}, {n_spatial - 1}] for {n_spatial}D input, got {self.axes}."
-                )
-            dims.append(2 + a % n_spatial)
-        if len(set(dims)) != len(dims):
-            raise ValueError(f"axes must name distinct spatial axes, got {self.axes} for {n_spatial}D input.")
-        return tuple(dims)
 
     def _label_mip(self, label_mip: torch.Tensor, input: torch.Tensor, n_axes: int, prob: torch.Tensor) -> torch.Tensor:
         """Validate ``(B, n_axes * C, *spatial)`` and return ``(B, n_axes, C', *spatial)`` matching ``prob``."""
@@ -257,10 +250,10 @@ class MIPLoss(nn.Module):
                 dimensions; wrong ``label_mip`` shape; per-item terms that cannot be combined with
                 ``reduction="none"``.
         """
-        prob, target = prepare_probabilities(
+        prob, target, _ = prepare_probabilities(
             input, target, self.include_background, self.to_onehot_y, self.sigmoid, self.softmax, self.other_act
         )
-        dims = self._spatial_dims(prob.ndim - 2)
+        dims = spatial_axes_to_dims(self.axes, prob.ndim - 2, first_dim=2)
         if label_mip is not None:
             label_mip = self._label_mip(label_mip, input, len(dims), prob)
 
@@ -271,11 +264,10 @@ class MIPLoss(nn.Module):
             terms.append((self.mip_weight, self._mip_term(prob, target, dims, label_mip)))
         if self.reduction != LossReduction.NONE.value:
             return sum(w * reduce(t, self.reduction) for w, t in terms)
-        try:
-            torch.broadcast_shapes(*[t.shape for _, t in terms])
-        except RuntimeError:
+        # MONAI's shapes: (B, C, 1, ...) per sample and class (ndim of the input), (C, 1, ...) per class, or a scalar
+        if any(t.ndim not in (0, prob.ndim - 1, prob.ndim) for _, t in terms):
             raise ValueError(
-                "reduction='none' cannot combine per-item terms of shapes "
-                f"{[tuple(t.shape) for _, t in terms]} (voxel and MIP terms must broadcast)."
-            ) from None
+                "reduction='none' combines per-item terms of MONAI's shapes (B, C, 1, ...) or (C, 1, ...); got "
+                f"shapes {[tuple(t.shape) for _, t in terms]} (build the voxel and MIP losses with reduction='none')."
+            )
         return sum(w * t for w, t in terms)

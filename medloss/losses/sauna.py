@@ -1,7 +1,8 @@
 """SAUNA losses for signed soft labels in [-1, 1]: hypercube (signed) Jaccard, stable Focal-L1, and their sum.
 
 Dang, V. N. et al. (2025) "SAUNA: Image-level Regression for Uncertainty-aware Retinal Vessel Segmentation",
-WACV 2025, https://arxiv.org/abs/2405.16815. Semantics follow the released code (Oulu-IMEDS/SAUNA ``dd46324``,
+WACV 2025, https://arxiv.org/abs/2405.16815. Semantics follow the released code
+(https://github.com/Oulu-IMEDS/SAUNA, commit ``dd46324``,
 ``mlpipeline/losses/seman_segmentation_losses.py``): the network output ``z`` is regressed to the signed soft label
 ``y`` through ``x = tanh(z)``; a voxel is foreground iff ``z >= 0``.
 """
@@ -12,29 +13,23 @@ from typing import Optional, Sequence, Union
 
 import torch
 from monai.utils import LossReduction
-from torch import nn
+from torch.nn.modules.loss import _Loss
 
-from medloss.validation import check_finite, check_range, check_same_shape, check_spatial_input, reduce
+from medloss.losses.jaccard import safe_ratio
+from medloss.validation import (
+    check_class_weights,
+    check_finite,
+    check_float_input,
+    check_range,
+    check_reduction,
+    check_same_shape,
+    check_spatial_input,
+    reduce,
+)
 
 __all__ = ["SignedJaccardLoss", "FocalL1Loss", "SAUNALoss"]
 
 _OPPOSITE_SIGN_WEIGHTS = ("one", "clamp")
-
-
-def _check_reduction(reduction: Union[LossReduction, str]) -> str:
-    try:
-        return LossReduction(reduction).value
-    except ValueError:
-        raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}.") from None
-
-
-def _channel_weights(class_weights: Optional[Union[Sequence[float], torch.Tensor]]) -> Optional[torch.Tensor]:
-    if class_weights is None:
-        return None
-    w = torch.as_tensor(class_weights, dtype=torch.float64).flatten()
-    if w.numel() == 0 or not bool(torch.isfinite(w).all()) or float(w.min()) < 0 or float(w.sum()) <= 0:
-        raise ValueError(f"class_weights must be finite, >= 0 and not all 0, got {w.tolist()}.")
-    return w
 
 
 def _prepare(
@@ -44,13 +39,10 @@ def _prepare(
     check_spatial_input(input, "input")
     if not isinstance(target, torch.Tensor):
         raise ValueError(f"target must be a torch.Tensor, got {type(target).__name__}.")
-    if not input.is_floating_point():
-        raise ValueError(f"input must be a floating point tensor, got dtype {input.dtype}.")
+    input = check_float_input(input)
     check_same_shape(input, target, "target must hold one soft-label channel per input channel")
     check_finite(input, "input")
     check_finite(target, "target")
-    if input.dtype in (torch.float16, torch.bfloat16):
-        input = input.float()
     target = target.to(device=input.device, dtype=input.dtype)
     kind = "signed soft label" if signed else "soft label (signed=False)"
     check_range(target, low, 1.0, kind)
@@ -62,21 +54,24 @@ def _prepare(
     return x.flatten(2), target.flatten(2)
 
 
-def _weighted_reduce(loss: torch.Tensor, weights: Optional[torch.Tensor], reduction: str) -> torch.Tensor:
-    """Weight the last (channel) axis; ``mean`` is the weighted mean over channels and the mean over items."""
+def _weighted_reduce(
+    loss: torch.Tensor, weights: Optional[torch.Tensor], reduction: str, input_ndim: int
+) -> torch.Tensor:
+    """Weight the last (channel) axis of ``(C,)`` or ``(B, C)`` losses; ``mean`` is the weighted mean over channels
+    and the mean over items, ``none`` gives MONAI's shape ``(C, 1, ...)`` / ``(B, C, 1, ...)``."""
     n_channels = loss.shape[-1]
     if weights is None:
-        return reduce(loss, reduction)
+        return reduce(loss, reduction, input_ndim)
     if weights.numel() != n_channels:
         raise ValueError(f"class_weights has {weights.numel()} entries, expected {n_channels} (one per channel).")
     w = weights.to(loss)
     weighted = loss * w
     if reduction == LossReduction.MEAN.value:
         return weighted.sum() / (w.sum() * (loss.numel() // n_channels))
-    return reduce(weighted, reduction)
+    return reduce(weighted, reduction, input_ndim)
 
 
-class SignedJaccardLoss(nn.Module):
+class SignedJaccardLoss(_Loss):
     """Hypercube Jaccard loss of SAUNA for signed soft labels in ``[-1, 1]`` and tanh outputs.
 
     Dang, V. N. et al. (2025) "SAUNA: Image-level Regression for Uncertainty-aware Retinal Vessel Segmentation",
@@ -97,28 +92,35 @@ class SignedJaccardLoss(nn.Module):
     * ``signed=False``: labels in ``[0, 1]``, ``x = sigmoid(z)`` and the L1 Jaccard metric loss
       ``1 - (TP + s) / (TP + FP + FN + s)`` (TP/FP/FN as in :class:`~medloss.losses.jaccard.JaccardMetricLoss`).
 
-    The anchor switches to the unsigned branch whenever the label minimum over the batch is ``>= 0`` (a batch without
-    background would silently change activation and loss); here the branch is fixed by ``signed`` and an unsigned
-    label in signed mode is simply a label without negative part. Sums run over the whole batch (``batch=True``, as
-    in the anchor) or per image.
+    The released code switches to the unsigned branch whenever the label minimum over the batch is ``>= 0`` (a batch
+    without background would silently change activation and loss); here the branch is fixed by ``signed`` and an
+    unsigned label in signed mode is simply a label without negative part. Sums run over the whole batch
+    (``batch=True``, as released) or per image.
 
     Args:
         signed: True (default): labels in ``[-1, 1]`` and tanh; False: labels in ``[0, 1]`` and sigmoid.
         pooled: True (default): type 2 (foreground and background pooled); False: type 1. Signed mode only.
         from_logits: True (default): the input holds logits ``z`` and the activation (tanh / sigmoid) is applied;
             False: the input already lies in ``[-1, 1]`` (signed) or ``[0, 1]`` (unsigned).
-        class_weights: one nonnegative weight per channel (the anchor's ``[1, secondary_weight, ...]``).
+        class_weights: one nonnegative weight per channel (the released code's ``[1, secondary_weight, ...]``).
         reduction: ``"mean"`` (default): weighted mean over channels (and images); ``"sum"``: weighted sum (the
-            anchor's multi-class total with ``class_weights=[1, secondary_weight, ...]``); ``"none"``: the weighted
-            loss per channel, shape ``(C,)`` (``batch=True``) or ``(B, C)`` (``batch=False``).
-        smooth: ``s`` added to the numerator and the denominator; None (default) uses the anchor's value: 0 for type
-            2, 1e-8 for type 1 and the unsigned loss. The anchor adds 1e-8 to the type-1 denominator only, so an
+            released multi-class total with ``class_weights=[1, secondary_weight, ...]``); ``"none"``: the weighted
+            loss per channel with MONAI's ``DiceLoss`` shapes, ``(C, 1, 1[, 1])`` (``batch=True``) or
+            ``(B, C, 1, 1[, 1])`` (``batch=False``).
+        smooth: ``s`` added to the numerator and the denominator; None (default) uses the released value: 0 for type
+            2, 1e-8 for type 1 and the unsigned loss. The released code adds 1e-8 to the type-1 denominator only, so an
             empty foreground in prediction and label scores 1 there; here it scores 0 (difference ~1e-8 / U
             otherwise). ``0 / 0`` (prediction and label 0 everywhere) counts as a perfect match.
-        batch: True (default): sums over the whole batch (the anchor); False: one loss per image.
+        batch: True (default): sums over the whole batch (as released); False: one loss per image.
 
     Raises:
         ValueError: ``pooled=False`` with ``signed=False``; bad ``class_weights``, ``smooth`` or ``reduction``.
+
+    Example:
+        >>> import torch
+        >>> x = torch.tensor([0.5, -0.5]).view(1, 1, 1, 2)
+        >>> float(SignedJaccardLoss(from_logits=False)(x, x)), float(SignedJaccardLoss(from_logits=False)(x, -x))
+        (0.0, 1.0)
     """
 
     def __init__(
@@ -131,7 +133,7 @@ class SignedJaccardLoss(nn.Module):
         smooth: Optional[float] = None,
         batch: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=check_reduction(reduction))
         if not signed and not pooled:
             raise ValueError("pooled=False (type 1) splits signed labels; it has no meaning with signed=False.")
         if smooth is not None and not smooth >= 0:
@@ -139,10 +141,9 @@ class SignedJaccardLoss(nn.Module):
         self.signed = bool(signed)
         self.pooled = bool(pooled)
         self.from_logits = bool(from_logits)
-        self.reduction = _check_reduction(reduction)
         self.smooth = float(smooth) if smooth is not None else (0.0 if (signed and pooled) else 1e-8)
         self.batch = bool(batch)
-        self.register_buffer("class_weights", _channel_weights(class_weights))
+        self.register_buffer("class_weights", check_class_weights(class_weights))
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """
@@ -156,7 +157,7 @@ class SignedJaccardLoss(nn.Module):
                 not floating point or not 2D/3D.
         """
         x, y = _prepare(input, target, -1.0 if self.signed else 0.0, self.from_logits, self.signed)
-        return _weighted_reduce(self._per_channel(x, y), self.class_weights, self.reduction)
+        return _weighted_reduce(self._per_channel(x, y), self.class_weights, self.reduction, input.ndim)
 
     def _per_channel(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Unweighted loss of activations ``x`` and labels ``y`` (``(B, C, N)``): ``(C,)``, or ``(B, C)`` per image."""
@@ -165,31 +166,25 @@ class SignedJaccardLoss(nn.Module):
         if not self.signed:
             sum_x, sum_y, diff = x.sum(dims), y.sum(dims), (x - y).abs().sum(dims)
             tp = (sum_x + sum_y - diff) / 2
-            loss = 1.0 - _ratio(tp + s, sum_x + sum_y - tp + s)
+            loss = 1.0 - safe_ratio(tp + s, sum_x + sum_y - tp + s)
         else:
             diff = (x - y).abs().sum(dims)
             if self.pooled:
                 # |x+ - y+| + |x- - y-| = |x - y| for any signs, so the pooled sums only need three L1 norms
                 total = x.abs().sum(dims) + y.abs().sum(dims)
-                loss = 1.0 - _ratio(total - diff + s, total + diff + s)
+                loss = 1.0 - safe_ratio(total - diff + s, total + diff + s)
             else:
                 xp, yp = torch.relu(x), torch.relu(y)
                 sum_p, diff_p = (xp + yp).sum(dims), (xp - yp).abs().sum(dims)
                 sum_n = x.abs().sum(dims) + y.abs().sum(dims) - sum_p
                 diff_n = diff - diff_p
-                loss = (1.0 - _ratio(sum_p - diff_p + s, sum_p + diff_p + s)) + (
-                    1.0 - _ratio(sum_n - diff_n + s, sum_n + diff_n + s)
+                loss = (1.0 - safe_ratio(sum_p - diff_p + s, sum_p + diff_p + s)) + (
+                    1.0 - safe_ratio(sum_n - diff_n + s, sum_n + diff_n + s)
                 )
         return loss
 
 
-def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    """``num / den`` with ``0 / 0 := 1`` (nothing in prediction and label: a perfect match, not NaN)."""
-    empty = den <= 0
-    return torch.where(empty, torch.ones_like(num), num) / torch.where(empty, torch.ones_like(den), den)
-
-
-class FocalL1Loss(nn.Module):
+class FocalL1Loss(_Loss):
     """Stable Focal-L1 loss of SAUNA: an L1 regression of ``tanh(z)`` to signed soft labels, focal on correct signs.
 
     Dang, V. N. et al. (2025) "SAUNA: Image-level Regression for Uncertainty-aware Retinal Vessel Segmentation",
@@ -201,8 +196,8 @@ class FocalL1Loss(nn.Module):
     the mean of ``w * e`` over the batch and all spatial voxels. The weight is not detached by default (as released):
     same-sign voxels then contribute ``2 e^2`` (gradient ``4 e``) and wrong-sign voxels a constant-slope ``e``.
 
-    The anchor averages over dims ``(0, 2, 3)`` only, so on 3D input it returns ``W`` times the voxel mean; this
-    implementation takes the true voxel mean in 2D and 3D (the anchor's 5-D reduction bug is not reproduced).
+    The released code averages over dims ``(0, 2, 3)`` only, so on 3D input it returns ``W`` times the voxel mean;
+    this implementation takes the true voxel mean in 2D and 3D (that 5-D reduction bug is not reproduced).
 
     Args:
         alpha: focal scale ``alpha > 0`` (default 2).
@@ -211,14 +206,20 @@ class FocalL1Loss(nn.Module):
         detach_weight: stop the gradient through ``w`` (SiNGR, SAUNA ``loss_type=0``); default False (SAUNA).
         opposite_sign_weight: ``"one"`` (default, SAUNA) or ``"clamp"``, see above.
         from_logits: True (default): apply tanh to the input; False: the input already lies in ``[-1, 1]``.
-        class_weights: one nonnegative weight per channel; ``"mean"`` is ``sum_c w_c l_c / sum_c w_c`` (the anchor's
-            ``[1, secondary_weight, ...]``, which crashes there for several channels).
+        class_weights: one nonnegative weight per channel; ``"mean"`` is ``sum_c w_c l_c / sum_c w_c`` (the released
+            code's ``[1, secondary_weight, ...]``, which crashes there for several channels).
         reduction: ``"mean"`` (default), ``"sum"``, or ``"none"``: the weighted loss per image and channel,
-            ``(B, C)`` (the batch mean of it is the anchor's per-channel value).
+            ``(B, C, 1, 1[, 1])`` (MONAI's ``DiceLoss`` shape; its batch mean is the released per-channel value).
 
     Raises:
         ValueError: non-positive ``alpha``/``beta``, negative ``pos_weight``, unknown ``opposite_sign_weight``,
             bad ``class_weights`` or ``reduction``.
+
+    Example:
+        >>> import torch
+        >>> x, y = torch.full((1, 1, 1, 1), 0.5), torch.full((1, 1, 1, 1), 0.25)
+        >>> float(FocalL1Loss(from_logits=False)(x, y))  # same sign: (2 * 0.25) * 0.25
+        0.125
     """
 
     def __init__(
@@ -232,7 +233,7 @@ class FocalL1Loss(nn.Module):
         class_weights: Optional[Union[Sequence[float], torch.Tensor]] = None,
         reduction: Union[LossReduction, str] = LossReduction.MEAN,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=check_reduction(reduction))
         if not alpha > 0 or not beta > 0:
             raise ValueError(f"alpha and beta must be > 0, got alpha={alpha}, beta={beta}.")
         if not pos_weight >= 0:
@@ -247,8 +248,7 @@ class FocalL1Loss(nn.Module):
         self.detach_weight = bool(detach_weight)
         self.opposite_sign_weight = opposite_sign_weight
         self.from_logits = bool(from_logits)
-        self.reduction = _check_reduction(reduction)
-        self.register_buffer("class_weights", _channel_weights(class_weights))
+        self.register_buffer("class_weights", check_class_weights(class_weights))
 
     def _per_channel(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Unweighted loss of activations ``x`` and labels ``y`` (``(B, C, N)``) per image and channel, ``(B, C)``."""
@@ -279,16 +279,16 @@ class FocalL1Loss(nn.Module):
                 floating point or not 2D/3D.
         """
         x, y = _prepare(input, target, -1.0, self.from_logits, True)
-        return _weighted_reduce(self._per_channel(x, y), self.class_weights, self.reduction)
+        return _weighted_reduce(self._per_channel(x, y), self.class_weights, self.reduction, input.ndim)
 
 
-class SAUNALoss(nn.Module):
+class SAUNALoss(_Loss):
     """Full SAUNA training loss: ``FocalL1(tanh z, y) + distance_weight * SignedJaccard(tanh z, y)``.
 
     Dang, V. N. et al. (2025) "SAUNA: Image-level Regression for Uncertainty-aware Retinal Vessel Segmentation",
     WACV 2025, https://arxiv.org/abs/2405.16815 (``distancesjm-sfl1`` of the released code, config values as
     defaults). Both terms pool over the whole batch; see :class:`FocalL1Loss` (whose 3D reduction is the true voxel
-    mean, not the anchor's ``W``-times-larger value) and :class:`SignedJaccardLoss` (type 2, signed). Several
+    mean, not the released ``W``-times-larger value) and :class:`SignedJaccardLoss` (type 2, signed). Several
     channels (one signed channel per class, one-vs-rest) are supported here; the released code is wired for one.
 
     Args:
@@ -302,12 +302,21 @@ class SAUNALoss(nn.Module):
         pooled: see :class:`SignedJaccardLoss` (default True, type 2).
         from_logits: True (default): the input holds logits; False: ``tanh`` outputs in ``[-1, 1]``.
         class_weights: one nonnegative weight per channel, used by both terms (weighted mean over channels).
-        reduction: ``"mean"`` (default), ``"sum"``, or ``"none"``: the weighted loss per channel ``(C,)``
-            (``batch=True``) or per image and channel ``(B, C)`` (``batch=False``).
+        reduction: ``"mean"`` (default), ``"sum"``, or ``"none"``: the weighted loss per channel
+            ``(C, 1, 1[, 1])`` (``batch=True``) or per image and channel ``(B, C, 1, 1[, 1])`` (``batch=False``),
+            MONAI's ``DiceLoss`` shapes.
         batch: True (default): the Jaccard sums run over the whole batch; False: per image.
 
     Raises:
         ValueError: bad parameters (see the two losses) or a negative ``distance_weight``.
+
+    Example:
+        >>> import torch
+        >>> logits, soft_label = torch.randn(2, 1, 16, 16), torch.tanh(torch.randn(2, 1, 16, 16))
+        >>> SAUNALoss()(logits, soft_label).shape
+        torch.Size([])
+        >>> SAUNALoss(reduction="none", batch=False)(logits, soft_label).shape
+        torch.Size([2, 1, 1, 1])
     """
 
     def __init__(
@@ -324,12 +333,11 @@ class SAUNALoss(nn.Module):
         reduction: Union[LossReduction, str] = LossReduction.MEAN,
         batch: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=check_reduction(reduction))
         if not distance_weight >= 0:
             raise ValueError(f"distance_weight must be >= 0, got {distance_weight}.")
         self.distance_weight = float(distance_weight)
         self.from_logits = bool(from_logits)
-        self.reduction = _check_reduction(reduction)
         self.batch = bool(batch)
         self.focal_l1 = FocalL1Loss(
             alpha, beta, pos_weight, detach_weight, opposite_sign_weight, from_logits, reduction="none"
@@ -337,7 +345,7 @@ class SAUNALoss(nn.Module):
         self.signed_jaccard = SignedJaccardLoss(
             signed=True, pooled=pooled, from_logits=from_logits, reduction="none", batch=batch
         )
-        self.register_buffer("class_weights", _channel_weights(class_weights))
+        self.register_buffer("class_weights", check_class_weights(class_weights))
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """
@@ -353,4 +361,5 @@ class SAUNALoss(nn.Module):
         if self.batch:
             focal = focal.mean(0)  # equal voxel counts per image: the batch mean is the pooled voxel mean
         jaccard = self.signed_jaccard._per_channel(x, y)
-        return _weighted_reduce(focal + self.distance_weight * jaccard, self.class_weights, self.reduction)
+        total = focal + self.distance_weight * jaccard
+        return _weighted_reduce(total, self.class_weights, self.reduction, input.ndim)

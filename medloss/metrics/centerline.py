@@ -10,8 +10,8 @@ from monai.utils import MetricReduction
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
-from medloss.metrics.topology import ArrayLike, _binarize_pair
-from medloss.metrics.utils import ReducedMetric
+from medloss.metrics.utils import ReducedMetric, foreground_box
+from medloss.validation import ArrayLike, binarize_pair
 
 __all__ = ["cldice", "ClDiceMetric"]
 
@@ -40,6 +40,9 @@ def _cldice_single(pred: np.ndarray, gt: np.ndarray, ignore_empty: bool) -> floa
         return 1.0 if not pred.any() else 0.0
     if not pred.any():
         return 0.0
+    # thinning is local and the crop keeps a background margin: the skeletons are those of the whole image
+    box = foreground_box(pred, gt)
+    pred, gt = pred[box], gt[box]
     skel_pred, skel_gt = _skeleton(pred), _skeleton(gt)
     tprec = np.count_nonzero(skel_pred & gt) / np.count_nonzero(skel_pred)
     tsens = np.count_nonzero(skel_gt & pred) / np.count_nonzero(skel_gt)
@@ -57,48 +60,36 @@ def cldice(
 ) -> Union[float, np.ndarray]:
     """Centre-line Dice of binary segmentations (Shit et al., CVPR 2021, https://arxiv.org/abs/2003.07311).
 
-    Parameters
-    ----------
-    prediction : ndarray or Tensor
-        Probabilities or binary mask, ``(*spatial)`` (2D/3D) or ``(B, C, *spatial)``; binarised as
-        ``prediction > threshold``.
-    target : ndarray or Tensor
-        Binary mask of the same shape.
-    threshold : float
-        Binarisation threshold for ``prediction``.
-    include_background : bool
-        For batched input, keep channel 0 (ignored for single-channel input).
-    ignore_empty : bool
-        If ``True`` an empty target gives NaN (skipped by MONAI's reductions); if ``False`` (default) an empty
-        target scores 1 when the prediction is empty too and 0 otherwise.
-
-    Returns
-    -------
-    float or ndarray
-        A float for one image, a ``(B, C)`` float64 array for a batch.
-
-    Notes
-    -----
     With skeletons ``S_P = skel(P)`` and ``S_G = skel(G)`` (``skimage.morphology.skeletonize``; 3D uses Lee's
     thinning): ``Tprec = |S_P ∩ G| / |S_P|``, ``Tsens = |S_G ∩ P| / |S_G|`` and
     ``clDice = 2 Tprec Tsens / (Tprec + Tsens)`` (0 when both are 0). A non-empty mask against an empty one
     scores 0. Objects that thinning erases entirely (e.g. a 2×2×2 cube) count as their own skeleton.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> gt = np.zeros((8, 16)); gt[4, 2:13] = 1
-    >>> pred = np.zeros((8, 16)); pred[4, 5:16] = 1
-    >>> round(cldice(pred, gt), 4)  # 8 of 11 centre-line pixels inside the other mask, both ways
-    0.7273
+    Args:
+        prediction: probabilities or a binary mask, ``(*spatial)`` (2D/3D) or ``(B, C, *spatial)``; binarised as
+            ``prediction > threshold``.
+        target: binary mask of the same shape.
+        threshold: binarisation threshold of ``prediction``.
+        include_background: for batched input, keep channel 0 (ignored for single-channel input).
+        ignore_empty: if ``True`` an empty target gives NaN (skipped by MONAI's reductions); if ``False`` (default)
+            an empty target scores 1 when the prediction is empty too and 0 otherwise.
+
+    Returns:
+        A float for one image, a ``(B, C)`` float64 array for a batch.
+
+    Raises:
+        ValueError: shapes differ, not 2D/3D, empty, NaN/Inf, or a target that is not binary.
+
+    Example:
+        >>> import numpy as np
+        >>> gt = np.zeros((8, 16)); gt[4, 2:13] = 1
+        >>> pred = np.zeros((8, 16)); pred[4, 5:16] = 1
+        >>> round(cldice(pred, gt), 4)  # 8 of 11 centre-line pixels inside the other mask, both ways
+        0.7273
     """
-    pred, gt, batched = _binarize_pair(prediction, target, threshold, include_background)
+    pred, gt, lead = binarize_pair(prediction, target, threshold, include_background)
     scores = np.array([_cldice_single(p, g, ignore_empty) for p, g in zip(pred, gt)], dtype=np.float64)
-    if not batched:
-        return float(scores[0])
-    shape = tuple(prediction.shape)
-    channels = shape[1] - 1 if (not include_background and shape[1] > 1) else shape[1]
-    return scores.reshape(shape[0], channels)
+    return scores.reshape(lead) if lead else float(scores[0])
 
 
 class ClDiceMetric(ReducedMetric):
@@ -128,12 +119,8 @@ class ClDiceMetric(ReducedMetric):
         reduction: Union[MetricReduction, str] = MetricReduction.MEAN,
         get_not_nans: bool = False,
     ) -> None:
-        super().__init__()
-        self.include_background = include_background
-        self.threshold = threshold
+        super().__init__(include_background, threshold, reduction, get_not_nans)
         self.ignore_empty = ignore_empty
-        self.reduction = reduction
-        self.get_not_nans = get_not_nans
 
     def _compute_tensor(  # type: ignore[override]
         self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs: Any

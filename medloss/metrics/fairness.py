@@ -24,8 +24,7 @@ import numpy as np
 import torch
 from monai.metrics import CumulativeIterationMetric, compute_dice, compute_iou
 
-from medloss.losses.fairness import check_group_ids
-from medloss.validation import check_binary, check_same_shape
+from medloss.validation import check_binary, check_group_ids, check_same_shape
 
 __all__ = ["equity_scaled_metric", "EquityScaledMetric", "per_sample_dice", "per_sample_iou"]
 
@@ -130,49 +129,34 @@ def equity_scaled_metric(
 ):
     """Equity-scaled metric ``M_overall / (1 + alpha * D)`` of per-sample scores (ES-Dice, ES-IoU).
 
-    Parameters
-    ----------
-    values : array or tensor, shape ``(N,)`` or ``(N, C)``
-        Per-sample metric (higher is better), e.g. from :func:`per_sample_dice`; one column per class.
-    groups : array or tensor, shape ``(N,)``
-        Integer group id per sample in ``[0, num_groups)``, or ``-1`` for an unknown attribute.
-    num_groups : int, optional
-        Number of groups ``G``; default ``max(groups) + 1``.
-    alpha : float
-        Weight of the disparity term (FairSeg: 1).
-    kind : {"sad", "std"}
-        ``"sad"``: ``D = sum_g |M_overall - M_g|`` (FairSeg's released test code); ``"std"``: sample std of the group
-        means (``n - 1``; needs two groups with samples).
-    overall : {"all", "known"}
-        Samples of ``M_overall``: all of them, unknown group included (FairSeg), or only those with a known group.
-    ignore_nan : bool
-        Skip NaN values (MONAI's convention for empty ground truth) in every mean; if False, NaN raises.
-    return_details : bool
-        Also return the overall mean, group means and group counts.
+    Args:
+        values: ``(N,)`` or ``(N, C)`` per-sample metric (higher is better), e.g. from :func:`per_sample_dice`; one
+            column per class. Array or tensor.
+        groups: ``(N,)`` integer group id per sample in ``[0, num_groups)``, or ``-1`` for an unknown attribute.
+        num_groups: number of groups ``G``; default ``max(groups) + 1``.
+        alpha: weight of the disparity term (FairSeg: 1).
+        kind: ``"sad"``: ``D = sum_g |M_overall - M_g|`` (FairSeg's released test code); ``"std"``: sample std of
+            the group means (``n - 1``; needs two groups with samples).
+        overall: samples of ``M_overall``: ``"all"``, unknown group included (FairSeg), or ``"known"``, only those
+            with a known group.
+        ignore_nan: skip NaN values (MONAI's convention for empty ground truth) in every mean; if ``False``, NaN
+            raises.
+        return_details: also return the overall mean, group means and group counts.
 
-    Returns
-    -------
-    float or ndarray ``(C,)``
-        The equity-scaled metric (per class for 2-D ``values``); with ``return_details`` a dict with ``"es"``,
-        ``"overall"``, ``"group_means"`` (``(G,)`` or ``(G, C)``; NaN for a group without samples, which is left out
-        of ``D``) and ``"group_counts"``.
+    Returns:
+        The equity-scaled metric, a float (or ``(C,)`` per class for 2-D ``values``); with ``return_details`` a
+        dict with ``"es"``, ``"overall"``, ``"group_means"`` (``(G,)`` or ``(G, C)``; NaN for a group without
+        samples, which is left out of ``D``) and ``"group_counts"``. A class whose values are all NaN, or the
+        ``"std"`` kind with fewer than two groups holding values, gives NaN (with a warning).
 
-    Raises
-    ------
-    ValueError
-        Shape mismatch, non-integer / out-of-range / NaN group ids, Inf values, NaN values with ``ignore_nan=False``,
-        unknown ``kind`` / ``overall``, negative or non-finite ``alpha``.
+    Raises:
+        ValueError: shape mismatch, non-integer / out-of-range / NaN group ids, Inf values, NaN values with
+            ``ignore_nan=False``, unknown ``kind`` / ``overall``, negative or non-finite ``alpha``.
 
-    Notes
-    -----
-    A class whose values are all NaN, or the ``"std"`` kind with fewer than two groups holding values, gives NaN
-    (with a warning).
-
-    Examples
-    --------
-    >>> dice = [0.90, 0.85, 0.88, 0.80, 0.70, 0.75, 0.65, 0.92, 0.86, 0.60]
-    >>> round(equity_scaled_metric(dice, [0, 0, 0, 0, 1, 1, 1, 2, 2, -1]), 6)
-    0.629526
+    Example:
+        >>> dice = [0.90, 0.85, 0.88, 0.80, 0.70, 0.75, 0.65, 0.92, 0.86, 0.60]
+        >>> round(equity_scaled_metric(dice, [0, 0, 0, 0, 1, 1, 1, 2, 2, -1]), 6)
+        0.629526
     """
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}.")
@@ -253,13 +237,15 @@ class EquityScaledMetric(CumulativeIterationMetric):
     Raises:
         ValueError: invalid options; at call time bad shapes, non-binary masks and bad group ids.
 
-    Example::
-
-        es = EquityScaledMetric(num_groups=3, include_background=False)
-        for batch in loader:
-            es(y_pred=post(model(batch["image"])), y=batch["label"], groups=batch["race"])
-        result = es.aggregate()   # {"metric", "group_means", "group_counts", "es"}
-        es.reset()
+    Example:
+        >>> import torch
+        >>> y = torch.zeros(2, 2, 4, 4); y[:, 1, :2] = 1; y[:, 0] = 1 - y[:, 1]  # one-hot, foreground: rows 0-1
+        >>> pred = y.clone(); pred[1, 1, 1] = 0; pred[1, 0] = 1 - pred[1, 1]  # sample 1 misses row 1: Dice 2/3
+        >>> es = EquityScaledMetric(num_groups=2, include_background=False)
+        >>> _ = es(y_pred=pred, y=y, groups=torch.tensor([0, 1]))
+        >>> result = es.aggregate()  # overall 5/6, group means 1 and 2/3: ES = (5/6) / (1 + 1/6 + 1/6)
+        >>> round(float(result["metric"][0]), 4), round(float(result["es"][0]), 4)
+        (0.8333, 0.625)
     """
 
     def __init__(

@@ -63,42 +63,34 @@ def generalized_energy_distance(
 ) -> Union[float, Tuple[float, float, float, float]]:
     """Generalised energy distance between sampled segmentations and rater masks, with d = 1 - IoU.
 
-    Kohl et al., "A Probabilistic U-Net for Segmentation of Ambiguous Images", NeurIPS 2018; the variant used by
-    PULASki (Chatterjee et al., Medical Image Analysis 2025).
+    Kohl et al., "A Probabilistic U-Net for Segmentation of Ambiguous Images", NeurIPS 2018
+    (https://arxiv.org/abs/1806.05034); the variant used by PULASki (Chatterjee et al., Medical Image Analysis 2025).
+    ``GED = 2 E[d(Y, S)] - E[d(S, S')] - E[d(Y, Y')]`` with the means over all pairs, including i = j (a
+    V-statistic, as in PULASki; the i = j terms are 0). An empty and a non-empty mask have d = 1.
 
-    Parameters
-    ----------
-    samples : array-like, shape (N, *spatial)
-        N binary sampled segmentations (numpy or torch; any extra dims, e.g. channels, count as voxels).
-    raters : array-like, shape (R, *spatial)
-        R binary rater masks, same spatial shape.
-    empty_distance : float
-        d for a pair of two empty masks, where IoU is 0/0. The default 0 treats them as identical, which keeps
-        the GED finite. PULASki leaves IoU = NaN there, so one empty rater with one empty sample makes its GED
-        NaN; pass ``float("nan")`` to reproduce that.
-    return_components : bool
-        Also return the three means ``(ged, d_YS, d_SS, d_YY)``.
+    Args:
+        samples: ``(N, *spatial)`` N binary sampled segmentations (numpy or torch; any extra dims, e.g. channels,
+            count as voxels).
+        raters: ``(R, *spatial)`` R binary rater masks, same spatial shape.
+        empty_distance: d for a pair of two empty masks, where IoU is 0/0. The default 0 treats them as identical,
+            which keeps the GED finite. PULASki leaves IoU = NaN there, so one empty rater with one empty sample
+            makes its GED NaN; pass ``float("nan")`` to reproduce that.
+        return_components: also return the three means, ``(ged, d_YS, d_SS, d_YY)``.
 
-    Returns
-    -------
-    float (or tuple of 4 floats)
+    Returns:
+        The GED as a float, or the tuple of four floats with ``return_components``.
 
-    Notes
-    -----
-    ``GED = 2 E[d(Y, S)] - E[d(S, S')] - E[d(Y, Y')]`` with the means over all pairs, including i = j
-    (a V-statistic, as in PULASki; the i = j terms are 0). An empty and a non-empty mask have d = 1.
+    Raises:
+        ValueError: N or R is zero, the spatial shapes differ, values are NaN or not binary.
 
-    Raises
-    ------
-    ValueError
-        N or R is zero, the spatial shapes differ, values are NaN or not binary.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> y = np.zeros((2, 4, 4), bool); y[0, :2] = True; y[1, :3] = True
-    >>> round(generalized_energy_distance(y, y), 12)
-    0.0
+    Example:
+        >>> import numpy as np
+        >>> y = np.zeros((2, 4, 4), bool); y[0, :2] = True; y[1, :3] = True
+        >>> round(generalized_energy_distance(y, y), 12)
+        0.0
+        >>> s = np.zeros((1, 4, 4), bool); s[0, :2] = True  # d(S, Y_0) = 0, d(S, Y_1) = 1 - 8/12
+        >>> round(generalized_energy_distance(s, y), 6)  # 2 * (1/3) / 2 - 0 - 2 * (1/3) / 4
+        0.166667
     """
     s, y = _check_pair(samples, raters)
     d_ys = float(_iou_distance(y, s, empty_distance).mean())
@@ -115,33 +107,24 @@ def max_dice(samples, raters) -> float:
     scores over the raters. With a single reference mask (R = 1, e.g. PULASki's main label) it is the plain
     maximum Dice over the samples, as PULASki reports it.
 
-    Parameters
-    ----------
-    samples : array-like, shape (N, *spatial)
-        N binary sampled segmentations.
-    raters : array-like, shape (R, *spatial)
-        R binary reference masks.
-
-    Returns
-    -------
-    float in [0, 1]
-
-    Notes
-    -----
     ``Dice(A, B) = 2 |A n B| / (|A| + |B|)``, and 1 when both masks are empty (a correct empty prediction).
 
-    Raises
-    ------
-    ValueError
-        N or R is zero, the spatial shapes differ, values are NaN or not binary.
+    Args:
+        samples: ``(N, *spatial)`` N binary sampled segmentations.
+        raters: ``(R, *spatial)`` R binary reference masks.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> y = np.zeros((1, 4, 4), bool); y[0, :2] = True
-    >>> s = np.stack([np.zeros((4, 4), bool), y[0]])
-    >>> max_dice(s, y)
-    1.0
+    Returns:
+        A float in ``[0, 1]``.
+
+    Raises:
+        ValueError: N or R is zero, the spatial shapes differ, values are NaN or not binary.
+
+    Example:
+        >>> import numpy as np
+        >>> y = np.zeros((1, 4, 4), bool); y[0, :2] = True
+        >>> s = np.stack([np.zeros((4, 4), bool), y[0]])
+        >>> max_dice(s, y)
+        1.0
     """
     s, y = _check_pair(samples, raters)
     inter, size_s, size_y = _overlaps(s, y)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional, Tuple, Union
+from typing import Any, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import torch
 from monai.utils import MetricReduction
 
-from medloss.metrics.utils import ReducedMetric
+from medloss.metrics.utils import ReducedMetric, foreground_box
+from medloss.validation import ArrayLike, binarize_pair
 
 __all__ = [
     "TopologyError",
@@ -17,8 +18,6 @@ __all__ = [
     "BettiNumberErrorMetric",
     "BettiMatchingErrorMetric",
 ]
-
-ArrayLike = Union[np.ndarray, torch.Tensor]
 
 
 class TopologyError(NamedTuple):
@@ -32,64 +31,24 @@ class TopologyError(NamedTuple):
     total: Union[np.ndarray, np.int64]
 
 
-def _to_numpy(array: ArrayLike, name: str) -> np.ndarray:
-    if isinstance(array, torch.Tensor):
-        array = array.detach().cpu()
-        if array.dtype == torch.bool:
-            array = array.to(torch.uint8)
-        array = array.numpy()
-    if not isinstance(array, np.ndarray):
-        raise ValueError(f"{name} must be a numpy array or torch tensor, got {type(array).__name__}.")
-    return array.astype(np.float64, copy=False)
-
-
-def _binarize_pair(
-    prediction: ArrayLike, target: ArrayLike, threshold: float, include_background: bool
-) -> Tuple[np.ndarray, np.ndarray, bool]:
-    """Validate and binarise a prediction/target pair; shared by the topology and clDice metrics.
-
-    Returns ``(prediction > threshold, target, batched)`` as boolean arrays of shape ``(N, *spatial)`` where
-    ``N = B * C`` for batched ``(B, C, *spatial)`` input (after dropping channel 0 when ``include_background`` is
-    ``False`` and ``C > 1``) and ``N = 1`` for a single ``(*spatial)`` image.
-    """
-    pred = _to_numpy(prediction, "prediction")
-    gt = _to_numpy(target, "target")
-    if pred.shape != gt.shape:
-        raise ValueError(f"prediction and target must have the same shape, got {pred.shape} and {gt.shape}.")
-    if pred.ndim not in (2, 3, 4, 5):
-        raise ValueError(
-            f"expected a 2D/3D image (*spatial) or a batch (B, C, *spatial) with 2 or 3 spatial dims, "
-            f"got shape {pred.shape}."
-        )
-    if pred.size == 0:
-        raise ValueError(f"prediction is empty (shape {pred.shape}).")
-    for name, arr in (("prediction", pred), ("target", gt)):
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{name} contains {int((~np.isfinite(arr)).sum())} NaN/Inf value(s).")
-    if not np.isin(gt, (0.0, 1.0)).all():
-        raise ValueError(f"target must be binary (0/1), got values such as {np.unique(gt)[:8].tolist()}.")
-    batched = pred.ndim >= 4
-    if not batched:
-        pred, gt = pred[None, None], gt[None, None]
-    if not include_background and pred.shape[1] > 1:
-        pred, gt = pred[:, 1:], gt[:, 1:]
-    spatial = pred.shape[2:]
-    return (pred > threshold).reshape((-1,) + spatial), (gt > 0.5).reshape((-1,) + spatial), batched
-
-
-def _shape_output(per_inst: np.ndarray, batched: bool, lead: Tuple[int, ...]) -> TopologyError:
-    if batched:
+def _shape_output(per_inst: np.ndarray, lead: Tuple[int, ...]) -> TopologyError:
+    if lead:
         per_dim = per_inst.reshape(lead + per_inst.shape[-1:])
         return TopologyError(per_dim, per_dim.sum(-1))
     return TopologyError(per_inst[0], per_inst[0].sum())
 
 
-def _lead_shape(prediction: ArrayLike, include_background: bool) -> Tuple[int, ...]:
-    shape = tuple(prediction.shape)
-    if len(shape) < 4:
-        return ()
-    channels = shape[1] - 1 if (not include_background and shape[1] > 1) else shape[1]
-    return (shape[0], channels)
+def _cropped(pred: np.ndarray, gt: np.ndarray) -> List[Optional[Tuple[np.ndarray, np.ndarray]]]:
+    """Every pair cropped to :func:`foreground_box`, ``None`` where both masks are empty (all errors 0).
+
+    Betti numbers and the Betti matching of binary images do not change when background is removed as long as a
+    one-voxel background margin stays around the foreground (tested against the uncropped computation).
+    """
+    out: List[Optional[Tuple[np.ndarray, np.ndarray]]] = []
+    for p, g in zip(pred, gt):
+        box = foreground_box(p, g)
+        out.append(None if box is None else (p[box], g[box]))
+    return out
 
 
 def betti_number_error(
@@ -101,58 +60,49 @@ def betti_number_error(
 ) -> TopologyError:
     """Betti number error ``BNE_d = |beta_d(P) - beta_d(G)|`` per homology dimension.
 
-    Parameters
-    ----------
-    prediction : ndarray or Tensor
-        Probabilities or a binary mask, ``(*spatial)`` (2D/3D) or ``(B, C, *spatial)``; binarised as
-        ``prediction > threshold``.
-    target : ndarray or Tensor
-        Binary mask of the same shape.
-    threshold : float
-        Binarisation threshold for ``prediction``.
-    relative : bool
-        Betti numbers of homology relative to the image border (as ``BettiMatchingLoss(relative=True)``):
-        components touching the border do not count, a structure running border to border is a 1-cycle. They are
-        the bar counts of the relative barcodes from the kernel's matching (``beta_d(P) = matched_d +
-        unmatched_pred_d``), so ``BNE_d = |unmatched_pred_d - unmatched_target_d|``.
-    include_background : bool
-        For batched input, keep channel 0 (ignored for single-channel input).
-
-    Returns
-    -------
-    TopologyError
-        ``per_dim`` (int64, ``(ndim,)`` or ``(B, C, ndim)``) and ``total`` (sum over dimensions).
-
-    Notes
-    -----
     Betti numbers of the V-construction cubical complex of the foreground (4-connected in 2D, 6-connected in 3D;
     cavities/holes are 8/26-connected), counting the essential component: ``beta_0`` is the number of foreground
-    components. Computed by :func:`medloss.topology.api.betti_numbers`.
+    components. Computed by :func:`medloss.topology.betti_numbers`.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> gt = np.zeros((8, 8)); gt[2:6, 2:6] = 1
-    >>> pred = gt.copy(); pred[3:5, 3:5] = 0  # a hole
-    >>> betti_number_error(pred, gt).per_dim.tolist()
-    [0, 1]
+    Args:
+        prediction: probabilities or a binary mask, ``(*spatial)`` (2D/3D) or ``(B, C, *spatial)``; binarised as
+            ``prediction > threshold``.
+        target: binary mask of the same shape.
+        threshold: binarisation threshold of ``prediction``.
+        relative: Betti numbers of homology relative to the image border (as ``BettiMatchingLoss(relative=True)``):
+            components touching the border do not count, a structure running border to border is a 1-cycle. They
+            are the bar counts of the relative barcodes from the matching (``beta_d(P) = matched_d +
+            unmatched_pred_d``), so ``BNE_d = |unmatched_pred_d - unmatched_target_d|``.
+        include_background: for batched input, keep channel 0 (ignored for single-channel input).
+
+    Returns:
+        :class:`TopologyError`: ``per_dim`` (int64, ``(ndim,)`` or ``(B, C, ndim)``) and ``total`` (sum over
+        dimensions).
+
+    Raises:
+        ValueError: shapes differ, not 2D/3D, empty, NaN/Inf, or a target that is not binary.
+
+    Example:
+        >>> import numpy as np
+        >>> gt = np.zeros((8, 8)); gt[2:6, 2:6] = 1
+        >>> pred = gt.copy(); pred[3:5, 3:5] = 0  # a hole
+        >>> betti_number_error(pred, gt).per_dim.tolist()
+        [0, 1]
     """
     from medloss.topology.api import betti_matching_batch, betti_numbers
 
-    pred, gt, batched = _binarize_pair(prediction, target, threshold, include_background)
+    pred, gt, lead = binarize_pair(prediction, target, threshold, include_background)
     if relative:
         results = betti_matching_batch(list(pred), list(gt), filtration="superlevel", relative=True)
         per_inst = np.stack(
             [np.abs(np.asarray(r.num_unmatched_pred) - np.asarray(r.num_unmatched_target)) for r in results]
         ).astype(np.int64)
     else:
-        per_inst = np.stack(
-            [
-                np.abs(np.asarray(betti_numbers(p), dtype=np.int64) - np.asarray(betti_numbers(g), dtype=np.int64))
-                for p, g in zip(pred, gt)
-            ]
-        )
-    return _shape_output(per_inst, batched, _lead_shape(prediction, include_background))
+        per_inst = np.zeros((pred.shape[0], pred.ndim - 1), np.int64)
+        for i, pair in enumerate(_cropped(pred, gt)):
+            if pair is not None:
+                per_inst[i] = np.abs(betti_numbers(pair[0]) - betti_numbers(pair[1]))
+    return _shape_output(per_inst, lead)
 
 
 def betti_matching_error(
@@ -163,56 +113,65 @@ def betti_matching_error(
     include_background: bool = True,
     num_workers: Optional[int] = None,
 ) -> TopologyError:
-    """Betti matching error (Stucki et al., ICML 2023) per homology dimension.
+    """Betti matching error (Stucki et al., ICML 2023, https://arxiv.org/abs/2211.15272) per homology dimension.
 
     ``BME_d`` = number of unmatched prediction bars + number of unmatched target bars in dimension ``d`` of the
     Betti matching between the binarised prediction and the target (every bar of a binary image is ``[0, 1)``,
-    so this equals :class:`~medloss.losses.BettiMatchingLoss` on the binarised inputs). Unlike the Betti number
+    so this equals the loss ``BettiMatchingLoss`` on the binarised inputs). Unlike the Betti number
     error it also counts features that exist in both images but at different places. Always
     ``BME_d >= BNE_d`` with the same parity.
 
-    Parameters
-    ----------
-    prediction, target, threshold, relative, include_background
-        As in :func:`betti_number_error`.
-    num_workers : int, optional
-        Threads for the matching of a batch (``None``: kernel default).
+    The matching leaves out the essential component; it is added back here: when exactly one of the two images has
+    foreground, the essential class is unmatched and ``BME_0`` counts it (so an empty prediction against a
+    one-component target scores ``BME_0 = 1 = BNE_0``). With ``relative=True`` (a one-voxel frame entering first,
+    bars born in the frame dropped) there is no essential class to correct.
 
-    Returns
-    -------
-    TopologyError
-        ``per_dim`` (int64, ``(ndim,)`` or ``(B, C, ndim)``) and ``total``.
+    Args:
+        prediction: probabilities or a binary mask, ``(*spatial)`` (2D/3D) or ``(B, C, *spatial)``; binarised as
+            ``prediction > threshold``.
+        target: binary mask of the same shape.
+        threshold: binarisation threshold of ``prediction``.
+        relative: matching relative to the image border, as in :func:`betti_number_error`.
+        include_background: for batched input, keep channel 0 (ignored for single-channel input).
+        num_workers: threads for the matching of a batch (``None``: :func:`medloss.topology.betti_matching_batch`'s
+            default).
 
-    Notes
-    -----
-    The matching kernel drops the essential component; it is added back here: when exactly one of the two images
-    has foreground, the essential class is unmatched and ``BME_0`` counts it (so an empty prediction against a
-    one-component target scores ``BME_0 = 1 = BNE_0``). With ``relative=True`` (kernel option: one-voxel frame
-    entering first, bars born in the frame dropped) there is no essential class to correct.
+    Returns:
+        :class:`TopologyError`: ``per_dim`` (int64, ``(ndim,)`` or ``(B, C, ndim)``) and ``total``.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> gt = np.zeros((8, 12)); gt[3, 1:11] = 1
-    >>> pred = gt.copy(); pred[3, 6] = 0  # a broken vessel
-    >>> betti_matching_error(pred, gt).per_dim.tolist()
-    [1, 0]
+    Raises:
+        ValueError: shapes differ, not 2D/3D, empty, NaN/Inf, or a target that is not binary.
+
+    Example:
+        >>> import numpy as np
+        >>> gt = np.zeros((8, 12)); gt[3, 1:11] = 1
+        >>> pred = gt.copy(); pred[3, 6] = 0  # a broken vessel
+        >>> betti_matching_error(pred, gt).per_dim.tolist()
+        [1, 0]
     """
     from medloss.topology.api import betti_matching_batch
 
-    pred, gt, batched = _binarize_pair(prediction, target, threshold, include_background)
-    preds = [np.ascontiguousarray(p, dtype=np.float64) for p in pred]
-    gts = [np.ascontiguousarray(g, dtype=np.float64) for g in gt]
-    results = betti_matching_batch(preds, gts, filtration="superlevel", num_workers=num_workers, relative=relative)
-    per_inst = np.stack(
-        [
-            np.asarray(r.num_unmatched_pred, dtype=np.int64) + np.asarray(r.num_unmatched_target, dtype=np.int64)
-            for r in results
-        ]
+    pred, gt, lead = binarize_pair(prediction, target, threshold, include_background)
+    per_inst = np.zeros((pred.shape[0], pred.ndim - 1), np.int64)
+    if relative:  # the border matters: no crop
+        todo = list(range(pred.shape[0]))
+        pairs = list(zip(pred, gt))
+    else:
+        crops = _cropped(pred, gt)
+        todo = [i for i, pair in enumerate(crops) if pair is not None]
+        pairs = [crops[i] for i in todo]
+    results = betti_matching_batch(
+        [np.ascontiguousarray(p, dtype=np.float64) for p, _ in pairs],
+        [np.ascontiguousarray(g, dtype=np.float64) for _, g in pairs],
+        filtration="superlevel",
+        num_workers=num_workers,
+        relative=relative,
     )
+    for i, r in zip(todo, results):
+        per_inst[i] = np.asarray(r.num_unmatched_pred, np.int64) + np.asarray(r.num_unmatched_target, np.int64)
     if not relative:
         per_inst[:, 0] += np.array([p.any() != g.any() for p, g in zip(pred, gt)], dtype=np.int64)
-    return _shape_output(per_inst, batched, _lead_shape(prediction, include_background))
+    return _shape_output(per_inst, lead)
 
 
 class _TopologyMetric(ReducedMetric):
@@ -227,13 +186,9 @@ class _TopologyMetric(ReducedMetric):
         reduction: Union[MetricReduction, str] = MetricReduction.MEAN,
         get_not_nans: bool = False,
     ) -> None:
-        super().__init__()
-        self.include_background = include_background
-        self.threshold = threshold
+        super().__init__(include_background, threshold, reduction, get_not_nans)
         self.relative = relative
         self.per_dimension = per_dimension
-        self.reduction = reduction
-        self.get_not_nans = get_not_nans
 
     def _compute_tensor(  # type: ignore[override]
         self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs: Any
@@ -249,7 +204,7 @@ class _TopologyMetric(ReducedMetric):
 class BettiNumberErrorMetric(_TopologyMetric):
     """Betti number error as a MONAI cumulative metric (see :func:`betti_number_error`).
 
-    Example of the typical execution steps follows :class:`monai.metrics.metric.Cumulative`.
+    Used like :class:`monai.metrics.DiceMetric`: call it on every batch, then ``aggregate()`` and ``reset()``.
 
     Args:
         include_background: keep channel 0 of ``y_pred``/``y``.
@@ -281,6 +236,16 @@ class BettiMatchingErrorMetric(_TopologyMetric):
 
     Inputs to ``__call__``: ``y_pred`` and ``y`` of shape ``(B, C, H, W[, D])`` (or lists of channel-first tensors),
     ``y`` binary one-hot.
+
+    Example:
+        >>> import torch
+        >>> y = torch.zeros(2, 1, 8, 12); y[:, 0, 3, 1:11] = 1  # one vessel per image
+        >>> pred = y.clone(); pred[1, 0, 3, 6] = 0  # broken in the second image
+        >>> metric = BettiMatchingErrorMetric(per_dimension=True, reduction="mean_batch")
+        >>> metric(y_pred=pred, y=y).tolist()  # (B, C, ndim)
+        [[[0.0, 0.0]], [[1.0, 0.0]]]
+        >>> metric.aggregate().tolist()  # (C, ndim)
+        [[0.5, 0.0]]
     """
 
     _fn = staticmethod(betti_matching_error)

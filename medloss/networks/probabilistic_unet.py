@@ -3,7 +3,7 @@
 A U-Net computes features once; a low-dimensional diagonal Gaussian latent z (from a prior net that sees the
 image, or at training time a posterior net that also sees one rater's mask) is broadcast over the image and
 injected before a stack of 1x1 convolutions. Each sample only re-runs that cheap head, so drawing N samples
-costs one backbone pass plus N head passes (the PULASki anchor re-runs the whole U-Net per sample).
+costs one backbone pass plus N head passes (the original PULASki code re-runs the whole U-Net per sample).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class ProbabilisticUNetOutput:
     kl: Optional[torch.Tensor] = None
 
 
-class _GaussianEncoder(nn.Module):
+class GaussianEncoder(nn.Module):
     """Strided conv encoder -> global average pool -> mean and log-std of a diagonal Gaussian."""
 
     def __init__(self, spatial_dims, in_channels, channels, strides, latent_dim, act, norm, dropout) -> None:
@@ -81,10 +81,10 @@ class ProbabilisticUNet(nn.Module):
     :meth:`sample` (N prior samples) or :meth:`mean_prediction` (z at the prior mean; a plain ``(B, C, ...)``
     tensor, so it also works with MONAI's ``sliding_window_inference``). All outputs are logits.
 
-    Differences to the PULASki anchor ("ProbUNetV2"): the backbone is MONAI's U-Net (strided-conv down,
-    transposed-conv up) instead of a depth-5 average-pool U-Net with 24 base features, and the encoders use
-    ``norm`` at every level (the anchor only in the first two). The latent injection at the end, the diagonal
-    Gaussian latent and the 1x1 head (3 layers) follow the anchor; the output is logits instead of a sigmoid.
+    Differences to PULASki's network ("ProbUNetV2", https://github.com/soumickmj/PULASki): the backbone is MONAI's U-Net
+    (strided-conv down, transposed-conv up) instead of a depth-5 average-pool U-Net with 24 base features, and the
+    encoders use ``norm`` at every level (PULASki only in the first two). The latent injection at the end, the diagonal
+    Gaussian latent and the 1x1 head (3 layers) follow PULASki; the output is logits instead of a sigmoid.
 
     Args:
         spatial_dims: 2 or 3.
@@ -93,18 +93,27 @@ class ProbabilisticUNet(nn.Module):
         channels: U-Net channels per level (also the encoders' channels unless ``encoder_channels``).
         strides: U-Net strides between levels (``len(channels) - 1`` of them); spatial sizes must be divisible
             by their product.
-        latent_dim: dimension of z (Kohl: 6; PULASki anchor: 3).
+        latent_dim: dimension of z (Kohl: 6; PULASki: 3).
         feature_channels: channels of the backbone output fed to the head (default ``channels[0]``).
-        head_layers: number of 1x1 convolutions in the head (>= 1; anchor 3).
+        head_layers: number of 1x1 convolutions in the head (>= 1; PULASki 3).
         encoder_channels: channels of the prior/posterior encoders (default ``channels``; strides as the U-Net).
         num_res_units: residual units per U-Net level.
-        act: activation (MONAI name or ``(name, kwargs)``), used everywhere (anchor: LeakyReLU).
-        norm: normalisation of the U-Net and the encoders (anchor: instance norm).
+        act: activation (MONAI name or ``(name, kwargs)``), used everywhere (PULASki: LeakyReLU).
+        norm: normalisation of the U-Net and the encoders (PULASki: instance norm).
         dropout: dropout rate of the U-Net and encoders.
 
     Raises:
         ValueError: bad ``spatial_dims``, channel counts, ``latent_dim < 1``, ``head_layers < 1``, or strides that
             do not match the channels.
+
+    Example:
+        >>> import torch
+        >>> net = ProbabilisticUNet(2, 1, 1, channels=(4, 8), strides=(2,), latent_dim=2)
+        >>> image = torch.rand(2, 1, 16, 16)
+        >>> net.sample(image, num_samples=3).shape  # (B, N, out_channels, *spatial) logits
+        torch.Size([2, 3, 1, 16, 16])
+        >>> net.mean_prediction(image).shape
+        torch.Size([2, 1, 16, 16])
     """
 
     def __init__(
@@ -161,8 +170,8 @@ class ProbabilisticUNet(nn.Module):
             dropout=dropout,
         )
         enc_args = (encoder_channels, strides, latent_dim, act, norm, dropout)
-        self.prior_net = _GaussianEncoder(spatial_dims, in_channels, *enc_args)
-        self.posterior_net = _GaussianEncoder(spatial_dims, in_channels + out_channels, *enc_args)
+        self.prior_net = GaussianEncoder(spatial_dims, in_channels, *enc_args)
+        self.posterior_net = GaussianEncoder(spatial_dims, in_channels + out_channels, *enc_args)
 
         conv = Conv[Conv.CONV, spatial_dims]
         hidden = self.feature_channels
@@ -214,7 +223,7 @@ class ProbabilisticUNet(nn.Module):
         return out.reshape((b, n) + tuple(out.shape[1:]))
 
     @staticmethod
-    def _rsample(dist: Independent, num_samples: int, generator: Optional[torch.Generator]) -> torch.Tensor:
+    def rsample(dist: Independent, num_samples: int, generator: Optional[torch.Generator]) -> torch.Tensor:
         """``(B, N, L)`` reparameterised samples; the noise comes from ``generator`` (None: global RNG)."""
         loc, scale = dist.base_dist.loc, dist.base_dist.scale
         shape = (loc.shape[0], num_samples, loc.shape[1])
@@ -252,7 +261,7 @@ class ProbabilisticUNet(nn.Module):
             self._check_rater(image, rater)
             posterior = self.posterior_net(torch.cat([image, rater.to(image.dtype)], dim=1))
             kl = kl_divergence(posterior, prior)
-        z = self._rsample(posterior if posterior is not None else prior, int(num_samples), generator)
+        z = self.rsample(posterior if posterior is not None else prior, int(num_samples), generator)
         return ProbabilisticUNetOutput(self.head(self.features(image), z), prior, posterior, kl)
 
     def sample(

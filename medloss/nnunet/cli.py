@@ -22,9 +22,9 @@ def _preprocess(action: str, argv) -> int:
     parser.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
     args = parser.parse_args(argv)
     if action == "sauna-preprocess":
-        from medloss.nnunet.trainers_sauna import preprocess_sauna as run
+        from medloss.nnunet.sauna import preprocess_sauna as run
     else:
-        from medloss.nnunet.trainers_pulaski import preprocess_raters as run
+        from medloss.nnunet.pulaski import preprocess_raters as run
     dataset = int(args.d) if args.d.isdigit() else args.d
     name = run(dataset, configuration=args.c, plans_identifier=args.p)
     print(f"wrote configuration {name!r}: train with `medloss nnunet train {args.d} {name} FOLD -tr ...`")
@@ -51,9 +51,9 @@ def main(args: argparse.Namespace) -> int:
         return 0
     _require_nnunet()
     if args.action == "trainers":
-        from medloss.nnunet import trainers
+        from medloss.nnunet import TRAINERS
 
-        print("\n".join(trainers.__all__))
+        print("\n".join(TRAINERS))
         return 0
     if args.action in ("sauna-preprocess", "raters-preprocess"):
         return _preprocess(args.action, args.nnunet_args)

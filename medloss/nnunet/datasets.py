@@ -1,72 +1,18 @@
-"""Small synthetic nnU-Net v2 raw datasets and plans edits, for tutorials, tests and trying trainers out.
+"""Plans edits for trying medloss trainers out on small datasets (tutorials, tests).
 
-:func:`write_synthetic_dataset` writes the nnU-Net raw layout (``imagesTr/<case>_0000.nii.gz``, ``labelsTr``,
-``imagesTs``, ``labelsTs``, ``dataset.json``) with vessel-tree phantoms from :mod:`medloss.data.synthetic`;
 :func:`add_plans_configuration` adds a configuration inheriting ``3d_fullres`` (narrower network, shorter schedule,
-a ``medloss`` entry) to a preprocessed plans file without re-preprocessing.
+a ``medloss`` entry) to a preprocessed plans file without re-preprocessing. A small synthetic raw dataset to
+preprocess first is written by :func:`medloss.data.write_synthetic_dataset` into
+``$nnUNet_raw/Dataset<ID>_<Name>``.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import os
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional
 
-import numpy as np
-
-__all__ = ["write_synthetic_dataset", "add_plans_configuration", "write_splits"]
-
-
-def _write_nifti(array: np.ndarray, path: str, spacing: Sequence[float]) -> None:
-    import nibabel as nib
-
-    img = nib.Nifti1Image(array, affine=np.diag(list(spacing) + [1.0]))
-    img.header.set_xyzt_units("mm")
-    nib.save(img, path)
-
-
-def write_synthetic_dataset(
-    raw_root: str,
-    dataset_id: int = 501,
-    name: str = "Vessels",
-    n_train: int = 5,
-    n_test: int = 2,
-    size: int = 32,
-    seed: int = 0,
-    two_classes: bool = False,
-    spacing: Sequence[float] = (1.0, 1.0, 1.0),
-) -> str:
-    """Write ``Dataset<ID>_<name>`` under ``raw_root`` and return its folder.
-
-    Each case is a ``size``\\ ³ vessel-tree phantom and an angiography-like image. With ``two_classes`` the thin
-    vessels (radius < 1.5 voxels) get label 2, which makes a multi-class problem.
-    """
-    from scipy.ndimage import distance_transform_edt
-
-    from medloss.data.synthetic import vessel_image, vessel_phantom
-
-    folder = os.path.join(raw_root, f"Dataset{dataset_id:03d}_{name}")
-    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
-        os.makedirs(os.path.join(folder, sub), exist_ok=True)
-    cases = [("imagesTr", "labelsTr", f"vessel_{i:03d}") for i in range(n_train)]
-    cases += [("imagesTs", "labelsTs", f"vesselts_{i:03d}") for i in range(n_test)]
-    for k, (img_dir, lab_dir, case) in enumerate(cases):
-        label = vessel_phantom((size,) * 3, seed=seed * 1000 + k, n_trees=2, max_depth=2, root_radius=(1.5, 3.0))
-        image = vessel_image(label, seed=seed * 1000 + k) * 100.0
-        if two_classes:
-            thick = distance_transform_edt(label) >= 1.5
-            label = np.where(label > 0, np.where(thick, 1, 2), 0)
-        _write_nifti(image.astype(np.float32), os.path.join(folder, img_dir, f"{case}_0000.nii.gz"), spacing)
-        _write_nifti(label.astype(np.uint8), os.path.join(folder, lab_dir, f"{case}.nii.gz"), spacing)
-    labels = {"background": 0, "vessel": 1}
-    if two_classes:
-        labels["thin_vessel"] = 2
-    dataset_json = {"channel_names": {"0": "MRA"}, "labels": labels, "numTraining": n_train,
-                    "file_ending": ".nii.gz", "name": name}
-    with open(os.path.join(folder, "dataset.json"), "w") as f:
-        json.dump(dataset_json, f, indent=2)
-    return folder
+__all__ = ["add_plans_configuration"]
 
 
 def add_plans_configuration(
@@ -99,11 +45,3 @@ def add_plans_configuration(
     plans["configurations"][name] = config
     with open(plans_file, "w") as f:
         json.dump(plans, f, indent=1)
-
-
-def write_splits(preprocessed_dataset_dir: str, train: Sequence[str], val: Sequence[str]) -> str:
-    """Write a one-fold ``splits_final.json`` (needed when a dataset has fewer than 5 training cases)."""
-    path = os.path.join(preprocessed_dataset_dir, "splits_final.json")
-    with open(path, "w") as f:
-        json.dump([{"train": list(train), "val": list(val)}], f, indent=1)
-    return path

@@ -1,14 +1,6 @@
 """Cubical persistent homology and Betti matching (compiled numba kernel behind a small API)."""
 
-from medloss._lazy import attach
+from medloss._lazy import attach_stub
 
-_EXPORTS = {
-    "betti_matching": ".api",
-    "betti_matching_batch": ".api",
-    "barcode": ".api",
-    "betti_numbers": ".api",
-    "BettiMatchingResult": ".api",
-    "Barcode": ".api",
-}
-
-__getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)
+# the public names and their modules are listed once, in __init__.pyi next to this file
+__getattr__, __dir__, __all__ = attach_stub(__name__, __file__)

@@ -6,10 +6,11 @@
 * edges: ``3 * v + t`` with ``t`` the axis the edge runs along;
 * squares: ``3 * v + t`` with ``t`` the axis the square is perpendicular to.
 
-Sorting cells of one dimension by ``(rank, id)`` is exactly the total order of Betti-Matching-3D (brief §1.3),
-because ``id`` orders lexicographically by (base corner, type). Filtration values are replaced by dense ranks of
-the voxel values (ties preserved), so a cell's rank is the max of its voxels' ranks and every comparison is an
-integer comparison. Nothing is materialised per cell except the sorted id lists.
+Sorting cells of one dimension by ``(rank, id)`` is exactly the total order of Betti-Matching-3D
+(https://github.com/nstucki/Betti-Matching-3D), because ``id`` orders lexicographically by (base corner, type).
+Filtration values are replaced by dense ranks of the voxel values (ties preserved), so a cell's rank is the max of
+its voxels' ranks and every comparison is an integer comparison. Nothing is materialised per cell except the sorted
+id lists.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def cell_rank(rank, dim, cid, n1, n2):
 
 @njit(cache=True, nogil=True)
 def parent_voxel(rank, dim, cid, n1, n2):
-    """Voxel carrying a cell's value, first in Betti-Matching-3D's fixed order (brief §1.3)."""
+    """Voxel carrying a cell's value, first in Betti-Matching-3D's fixed order."""
     s = (n1 * n2, n2, 1)
     if dim == 0:
         return cid

@@ -1,9 +1,9 @@
 """Z/2 boundary-matrix reduction of the 2-cells of a 3D grid (middle dimension, 3D H1).
 
-Columns are 2-cells in one filtration's order (cleared columns skipped), pivots are the largest boundary edge in
-a possibly *different* filtration's order: with columns from the comparison image ``c`` and rows from ``f`` this
-is the image-persistence reduction of H1(K^f) -> H1(K^c) (brief §1.5). Which columns reduce to zero depends only
-on the column order, so clearing with ``c``'s dim-2 pairs stays valid for the image reductions.
+Columns are 2-cells in one filtration's order (cleared columns skipped), pivots are the largest boundary edge in a
+possibly *different* filtration's order: with columns from the comparison image ``c`` and rows from ``f`` this is
+the image-persistence reduction of H1(K^f) -> H1(K^c) (Stucki et al., ICML 2023). Which columns reduce to zero
+depends only on the column order, so clearing with ``c``'s dim-2 pairs stays valid for the image reductions.
 
 A column whose largest edge is still free is paired at once (emergent pair) and never stored: when a later
 column needs it, its boundary is regenerated from the packed id. Only columns that needed additions are cached.

@@ -1,7 +1,7 @@
 """Union-find kernels: dimension 0 (components) and the top dimension (dual graph, Alexander duality).
 
-Image persistence comes for free here: a second union-find performing the *same* unions as the first one but
-ageing components by another filtration tells which class of the other filtration a merge kills (brief §1.5).
+Image persistence comes for free here: a second union-find performing the *same* unions as the first one but ageing
+components by another filtration tells which class of the other filtration a merge kills (as in Betti-Matching-3D).
 Since its components are the first one's and union by age keeps every component's oldest node at its root, that
 "twin" is kept as root attributes instead: per root, the component's oldest node by the other filtration and its
 rank (no second set of finds). Pairs are returned as (birth cell id, death cell id) of positive persistence only.

@@ -1,14 +1,6 @@
 """MONAI array and dictionary transforms (channel-first)."""
 
-from medloss._lazy import attach
+from medloss._lazy import attach_stub
 
-_EXPORTS = {
-    "SAUNATransform": ".sauna",
-    "SAUNATransformd": ".sauna",
-    "sauna_to_label": ".sauna",
-    "sauna_soft_label": ".sauna",
-    "LabelMIP": ".mip",
-    "LabelMIPd": ".mip",
-}
-
-__getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)
+# the public names and their modules are listed once, in __init__.pyi next to this file
+__getattr__, __dir__, __all__ = attach_stub(__name__, __file__)

@@ -1,6 +1,7 @@
 """Whole-volume label maximum intensity projections (SPOCKMIP's "global label MIP"), crop-safe.
 
-Radhakrishna, C. et al. (2024) SPOCKMIP, https://arxiv.org/abs/2407.08655. The anchor's dataset projects the whole
+Radhakrishna, C. et al. (2024) SPOCKMIP, https://arxiv.org/abs/2407.08655. The SPOCKMIP dataset code
+(https://github.com/soumickmj/SPOCKMIP) projects the whole
 training label volume once and crops the projection at each patch's in-plane position, so a patch's MIP target
 also holds the vessels above and below the patch. Storing the projection broadcast back along its axis (same
 spatial shape as the label) lets ordinary spatial crops and flips keep it aligned with the patch.
@@ -8,7 +9,7 @@ spatial shape as the label) lets ordinary spatial crops and flips keep it aligne
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Hashable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -16,18 +17,9 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 
+from medloss.validation import check_axes, check_binary, check_class_labels, check_finite, spatial_axes_to_dims
+
 __all__ = ["LabelMIP", "LabelMIPd"]
-
-
-def _as_axes(axes: Union[int, Sequence[int]]) -> Tuple[int, ...]:
-    def is_int(a) -> bool:
-        return isinstance(a, (int, np.integer)) and not isinstance(a, bool)
-
-    if is_int(axes):
-        return (int(axes),)
-    if not isinstance(axes, Sequence) or isinstance(axes, str) or len(axes) == 0 or not all(map(is_int, axes)):
-        raise ValueError(f"axes must be an int or a non-empty sequence of ints, got {axes!r}.")
-    return tuple(int(a) for a in axes)
 
 
 class LabelMIP(Transform):
@@ -40,7 +32,7 @@ class LabelMIP(Transform):
     has ``n_axes * C'`` channels, axis-major: channel ``i * C' + c`` is class ``c``'s maximum along spatial axis
     ``axes[i]``, repeated along that axis. Constant along the projected axis, it stays aligned with the label under
     spatial crops, pads and flips (and rotations in planes that do not contain the axis); resample it with nearest
-    interpolation. After cropping, its maximum along ``axes[i]`` is the anchor's cropped whole-volume MIP, which is
+    interpolation. After cropping, its maximum along ``axes[i]`` is SPOCKMIP's cropped whole-volume MIP, which is
     what :class:`medloss.losses.MIPLoss` takes as ``label_mip`` (use the same ``axes``).
 
     Use it *before* patch cropping (on the whole case). This is opt-in: nnU-Net's default loader crops patches from
@@ -57,28 +49,22 @@ class LabelMIP(Transform):
         ValueError: invalid ``axes`` or ``num_classes`` (here), and in ``__call__``: a label that is not
             ``(C, *spatial)`` with 2 or 3 spatial dims, empty, NaN/Inf, non-binary without ``num_classes``, class
             values outside ``[0, num_classes)`` or several channels with ``num_classes``, axes out of range.
+
+    Example:
+        >>> import numpy as np
+        >>> label = np.zeros((1, 3, 4), np.uint8); label[0, 1, 2] = 1
+        >>> LabelMIP(axes=0)(label)[0].tolist()  # the projection along spatial axis 0, repeated along it
+        [[0, 0, 1, 0], [0, 0, 1, 0], [0, 0, 1, 0]]
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(self, axes: Union[int, Sequence[int]] = 0, num_classes: Optional[int] = None) -> None:
-        self.axes = _as_axes(axes)
+        self.axes = check_axes(axes)
         if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
                                         or num_classes < 1):
             raise ValueError(f"num_classes must be None or an int >= 1, got {num_classes!r}.")
         self.num_classes = None if num_classes is None else int(num_classes)
-
-    def _dims(self, n_spatial: int) -> Tuple[int, ...]:
-        dims = []
-        for a in self.axes:
-            if not -n_spatial <= a < n_spatial:
-                raise ValueError(
-                    f"axes must lie in [{-n_spatial}, {n_spatial - 1}] for a {n_spatial}D label, got {self.axes}."
-                )
-            dims.append(1 + a % n_spatial)
-        if len(set(dims)) != len(dims):
-            raise ValueError(f"axes must name distinct spatial axes, got {self.axes} for a {n_spatial}D label.")
-        return tuple(dims)
 
     def __call__(self, label):
         """
@@ -99,30 +85,19 @@ class LabelMIP(Transform):
                 "label must have shape (C, *spatial) with 2 or 3 spatial dims and be non-empty, got "
                 f"{tuple(lab.shape)}."
             )
-        if lab.is_floating_point() and not bool(torch.isfinite(lab).all()):
-            raise ValueError("label contains NaN/Inf values; expected finite class labels.")
+        check_finite(lab, "label")
         if lab.dtype == torch.bool:
             lab = lab.to(torch.uint8)
-        dims = self._dims(lab.ndim - 1)
+        dims = spatial_axes_to_dims(self.axes, lab.ndim - 1, first_dim=1)
         if self.num_classes is None:
-            if not bool(((lab == 0) | (lab == 1)).all()):
-                values = torch.unique(lab)[:8].tolist()
-                raise ValueError(
-                    f"label must be binary (0/1) channels, got values such as {values}; for a class map give "
-                    "num_classes."
-                )
+            check_binary(lab, "label (without num_classes, the channels of a one-hot label)")
             onehot = lab
         else:
             if lab.shape[0] != 1:
                 raise ValueError(
                     f"with num_classes the label must be a (1, *spatial) class map, got {tuple(lab.shape)}."
                 )
-            if (lab.is_floating_point() and not bool((lab == torch.round(lab)).all())) or bool(
-                    ((lab < 0) | (lab >= self.num_classes)).any()):
-                values = torch.unique(lab)[:8].tolist()
-                raise ValueError(
-                    f"label values must be integers in [0, {self.num_classes - 1}], got values such as {values}."
-                )
+            check_class_labels(lab, self.num_classes, "label")
             classes = torch.arange(self.num_classes, device=lab.device).view((-1,) + (1,) * (lab.ndim - 1))
             onehot = (lab == classes).to(lab.dtype)
         out = torch.cat([onehot.amax(d, keepdim=True).expand_as(onehot) for d in dims], 0)
@@ -148,6 +123,12 @@ class LabelMIPd(MapTransform):
 
     Raises:
         ValueError: as :class:`LabelMIP`, and a number of ``mip_keys`` different from the number of ``keys``.
+
+    Example:
+        >>> import numpy as np
+        >>> data = LabelMIPd(keys="label", axes=0)({"label": np.zeros((1, 3, 4), np.uint8)})
+        >>> sorted(data), data["label_mip"].shape
+        (['label', 'label_mip'], (1, 3, 4))
     """
 
     backend = LabelMIP.backend

@@ -1,9 +1,9 @@
-"""SAUNA signed soft labels: label map -> ``(C', *spatial)`` float32 in [-1, 1] whose sign is the mask.
+"""SAUNA signed soft labels as MONAI transforms: label map -> ``(C', *spatial)`` float32 in [-1, 1], and back.
 
 Dang, V. N. et al. (2025) "SAUNA: Image-level Regression for Uncertainty-aware Retinal Vessel Segmentation",
-WACV 2025, https://arxiv.org/abs/2405.16815. The 2D definition follows the released code (Oulu-IMEDS/SAUNA
-``dd46324``, ``mlpipeline/utils/generate_uncertainty_masks.py``, default mode ``'h'``); spacing, 3D and one-vs-rest
-multi-class are medloss's generalisation of it.
+WACV 2025, https://arxiv.org/abs/2405.16815. The soft label of one binary mask is computed by
+:func:`medloss.transforms.sauna_kernels.sauna_soft_label`; one-vs-rest multi-class labels, spacing from MONAI
+metadata and the decoding of network outputs (:func:`sauna_to_label`, :class:`SAUNADecode`) are here.
 """
 
 from __future__ import annotations
@@ -12,426 +12,19 @@ import math
 import numbers
 from typing import Hashable, Mapping, Optional, Sequence, Tuple, Union
 
-import numba
 import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
-from scipy import ndimage
 
-__all__ = ["sauna_soft_label", "sauna_to_label", "chamfer_distance_cv2", "SAUNATransform", "SAUNATransformd"]
+from medloss.transforms.sauna_kernels import check_soft_label_options, sauna_soft_label
+from medloss.validation import to_numpy
 
-_EPS = 1e-6  # the anchor's epsilon, in units of the smallest voxel spacing
-_K_TOL = 1e-6  # relative slack so that M / s = 3 + rounding noise still gives a window of 3, not 5
-_DISTANCES = ("edt", "chamfer_cv2")
-_MODES = ("nd", "2d_slicewise")
+__all__ = ["sauna_to_label", "SAUNATransform", "SAUNATransformd", "SAUNADecode", "SAUNADecoded"]
+
 SpacingLike = Union[None, float, Sequence[float], str]
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# distances
-# --------------------------------------------------------------------------------------------------------------------
-@numba.njit(cache=True, nogil=True)
-def _chamfer_5x5_kernel(obj: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    hv, diag, knight = np.float32(1.0), np.float32(1.4), np.float32(2.1969)
-    h, w = obj.shape
-    # cells outside the image hold FLT_MAX (+ a weight rounds back to FLT_MAX): they are never background
-    tmp = np.full((h + 4, w + 4), np.float32(3.4028234663852886e38), dtype=np.float32)
-    for i in range(2, h + 2):  # forward raster scan with the upper half of the 5x5 mask
-        for j in range(2, w + 2):
-            if not obj[i - 2, j - 2]:
-                tmp[i, j] = 0
-                continue
-            t0 = tmp[i - 2, j - 1] + knight
-            t = tmp[i - 2, j + 1] + knight
-            if t0 > t:
-                t0 = t
-            t = tmp[i - 1, j - 2] + knight
-            if t0 > t:
-                t0 = t
-            t = tmp[i - 1, j - 1] + diag
-            if t0 > t:
-                t0 = t
-            t = tmp[i - 1, j] + hv
-            if t0 > t:
-                t0 = t
-            t = tmp[i - 1, j + 1] + diag
-            if t0 > t:
-                t0 = t
-            t = tmp[i - 1, j + 2] + knight
-            if t0 > t:
-                t0 = t
-            t = tmp[i, j - 1] + hv
-            if t0 > t:
-                t0 = t
-            tmp[i, j] = t0
-    for i in range(h + 1, 1, -1):  # backward scan with the lower half
-        for j in range(w + 1, 1, -1):
-            t0 = tmp[i, j]
-            if t0 > hv:
-                t = tmp[i + 2, j + 1] + knight
-                if t0 > t:
-                    t0 = t
-                t = tmp[i + 2, j - 1] + knight
-                if t0 > t:
-                    t0 = t
-                t = tmp[i + 1, j + 2] + knight
-                if t0 > t:
-                    t0 = t
-                t = tmp[i + 1, j + 1] + diag
-                if t0 > t:
-                    t0 = t
-                t = tmp[i + 1, j] + hv
-                if t0 > t:
-                    t0 = t
-                t = tmp[i + 1, j - 1] + diag
-                if t0 > t:
-                    t0 = t
-                t = tmp[i + 1, j - 2] + knight
-                if t0 > t:
-                    t0 = t
-                t = tmp[i, j + 1] + hv
-                if t0 > t:
-                    t0 = t
-                tmp[i, j] = t0
-    return tmp[2 : h + 2, 2 : w + 2].copy()
-
-
-def chamfer_distance_cv2(mask: np.ndarray) -> np.ndarray:
-    """OpenCV's ``distanceTransform(mask, DIST_L2, DIST_MASK_5)`` without OpenCV.
-
-    Two raster passes of the 5x5 chamfer mask with weights 1 (axial), 1.4 (diagonal) and 2.1969 (knight move),
-    summed in float32 in OpenCV's order, so the result is bit-identical to cv2 (5.x). Pixels outside the image are
-    not background; a mask without any zero pixel gives ``FLT_MAX`` everywhere, as cv2 does.
-
-    Parameters
-    ----------
-    mask : (H, W) array
-        Non-zero pixels get their distance to the nearest zero pixel; zero pixels get 0.
-
-    Returns
-    -------
-    (H, W) float32 array
-    """
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"chamfer_distance_cv2 expects a 2D mask, got shape {mask.shape}.")
-    return _chamfer_5x5_kernel(np.ascontiguousarray(mask != 0))
-
-
-def _edt(obj: np.ndarray, anisotropy: Tuple[float, ...], num_threads: int) -> np.ndarray:
-    """Exact Euclidean distance (float32) of every non-zero voxel to the nearest zero voxel."""
-    import edt  # imported here: only the exact-distance path needs it
-
-    return edt.edt(np.ascontiguousarray(obj), anisotropy=anisotropy, black_border=False, parallel=num_threads)
-
-
-def _odd_window(extent: float, tolerant: bool) -> int:
-    # ceil(M / s) bumped to odd, as the anchor's do_max_pooling; the tolerance absorbs float noise of physical units
-    k = math.ceil(extent - _K_TOL * max(1.0, extent)) if tolerant else math.ceil(extent)
-    k = max(k, 1)
-    return k + 1 if k % 2 == 0 else k
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# one binary mask
-# --------------------------------------------------------------------------------------------------------------------
-def _maps_chamfer_2d(mask: np.ndarray) -> dict:
-    """The anchor's three maps ('h' mode) with the cv2 chamfer distance, in the anchor's float32 operation order."""
-    d_in = chamfer_distance_cv2(mask)
-    fg_max = d_in.max()  # float32, like cv2's
-    out = {"d_in": d_in, "fg_max": fg_max}
-    if fg_max == 0:
-        out["soft_label"] = np.full(mask.shape, -1.0, dtype=np.float32)
-        return out
-    d_out = chamfer_distance_cv2(~mask)
-    d_cap = np.minimum(d_out, fg_max)
-    denom = fg_max + np.float32(_EPS)
-    boundary = (d_in - d_cap) / denom
-    k = _odd_window(float(fg_max), tolerant=False)
-    # maximum_filter pads with 0 here; distances are >= 0 and the centre is in the window, so padding never wins
-    pool_in = ndimage.maximum_filter(d_in, size=k, mode="constant", cval=0.0)
-    pool_out = ndimage.maximum_filter(d_cap, size=k, mode="constant", cval=0.0)
-    thickness = np.where(mask, pool_in / denom, np.clip(pool_out / denom, 0.0, 1.0)).astype(np.float32)
-    soft = boundary.copy()
-    pos = (thickness > 0) & (boundary > 0)
-    neg = (thickness > 0) & (boundary < 0)
-    soft[pos] = boundary[pos] + (np.float32(1.0) - thickness[pos])
-    soft[neg] = boundary[neg] - (np.float32(1.0) - thickness[neg])
-    out.update(d_out=d_out, boundary=boundary, thickness=thickness, kernel_size=k,
-               soft_label=np.clip(soft, -1.0, 1.0).astype(np.float32))
-    return out
-
-
-def _box(lo: np.ndarray, hi: np.ndarray, margin: Sequence[int], shape: Tuple[int, ...]) -> Tuple[slice, ...]:
-    return tuple(slice(max(int(a) - m, 0), min(int(b) + 1 + m, n)) for a, b, m, n in zip(lo, hi, margin, shape))
-
-
-@numba.njit(cache=True, nogil=True)
-def _split_distances(dist, mask, fg_max):  # pragma: no cover - compiled
-    # D_in on the object (0 elsewhere) and d = min(D_out, M) on the background (0 elsewhere), in one pass
-    d_in = np.zeros(dist.shape, np.float32)
-    d_cap = np.zeros(dist.shape, np.float32)
-    fd, fm, fi, fc = dist.ravel(), mask.ravel(), d_in.ravel(), d_cap.ravel()
-    for n in range(fd.size):
-        if fm[n]:
-            fi[n] = fd[n]
-        else:
-            fc[n] = min(fd[n], fg_max)
-    return d_in, d_cap
-
-
-@numba.njit(cache=True, nogil=True)
-def _combine(mask, d_in, pool_in, d_cap, pool_out, inv_denom, out):  # pragma: no cover - compiled
-    # object: 1 - (maxpool(D_in) - D_in) / (M + eps); background: -1 + (maxpool(d) - d) / (M + eps)
-    fm, fi, fpi, fc, fpo, fo = mask.ravel(), d_in.ravel(), pool_in.ravel(), d_cap.ravel(), pool_out.ravel(), out.ravel()
-    one = np.float32(1.0)
-    for n in range(fm.size):
-        if fm[n]:
-            v = one - (fpi[n] - fi[n]) * inv_denom
-        else:
-            v = (fpo[n] - fc[n]) * inv_denom - one
-        fo[n] = min(max(v, -one), one)
-
-
-def _bbox(mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    lo, hi = [], []
-    for ax in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != ax)))
-        lo.append(hit[0])
-        hi.append(hit[-1])
-    return np.array(lo), np.array(hi)
-
-
-def _radius_bound(spacing: float, lo: int, hi: int, n: int) -> float:
-    """Upper bound of M from the bounding box along one axis.
-
-    The voxels within distance < M of the deepest object voxel are object voxels, so along an axis the object run
-    through it has at least ``2 ceil(M / s) - 1`` voxels when background closes it on both sides. A side at the
-    image border is not background (the run may be cut there), which weakens the bound.
-    """
-    at_border = int(lo == 0) + int(hi == n - 1)
-    extent = hi - lo + 1
-    return (spacing * (extent + 1) / 2.0, spacing * extent, math.inf)[at_border]
-
-
-def _soft_label_edt(mask: np.ndarray, anisotropy: Tuple[float, ...], num_threads: int, out: np.ndarray) -> None:
-    """Closed form of 'h' mode with the exact EDT, computed on a crop around the mask.
-
-    Outside ``bbox + ceil(M / s) + k // 2`` every window sees only the capped distance M, hence -1; inside, the
-    crop changes nothing because the nearest object/background voxel of any voxel lies in the crop. M is not known
-    before the distance transform, so the crop uses an upper bound of M from the bounding box
-    (:func:`_radius_bound`) and is shrunk once M is known.
-    """
-    lo, hi = _bbox(mask)
-    bound = min(_radius_bound(a, l, h, n) for a, l, h, n in zip(anisotropy, lo, hi, mask.shape))
-    bound = min(bound, math.sqrt(sum((a * n) ** 2 for a, n in zip(anisotropy, mask.shape))))
-    reach = [math.ceil(bound / a) + _odd_window(bound / a, tolerant=False) // 2 + 1 for a in anisotropy]
-    box = _box(lo, hi, reach, mask.shape)
-    sub = np.ascontiguousarray(mask[box])
-    # two labels and no zero: edt gives each voxel its distance to the other label (D_in and D_out in one call)
-    dist = _edt(sub.view(np.uint8) + np.uint8(1), anisotropy, num_threads)
-    fg_max = float(dist[sub].max())
-    size = [_odd_window(fg_max / a, tolerant=True) for a in anisotropy]
-    reach = [math.ceil(fg_max / a) + k // 2 + 1 for a, k in zip(anisotropy, size)]
-    inner = _box(lo, hi, reach, mask.shape)
-    rel = tuple(slice(i.start - b.start, i.stop - b.start) for i, b in zip(inner, box))
-    sub, dist = np.ascontiguousarray(sub[rel]), np.ascontiguousarray(dist[rel])
-    d_in, d_cap = _split_distances(dist, sub, np.float32(fg_max))
-    del dist
-    # padding with 0 never wins: distances are >= 0 and each window holds its centre
-    pool_in = ndimage.maximum_filter(d_in, size=size, mode="constant", cval=0.0)
-    pool_out = ndimage.maximum_filter(d_cap, size=size, mode="constant", cval=0.0)
-    soft = np.empty(sub.shape, dtype=np.float32)
-    _combine(sub, d_in, pool_in, d_cap, pool_out, np.float32(1.0 / (fg_max + _EPS)), soft)
-    out.fill(-1.0)
-    out[inner] = soft
-
-
-def _soft_label_one(
-    mask: np.ndarray,
-    anisotropy: Tuple[float, ...],
-    distance: str,
-    full_value: Optional[float],
-    num_threads: int,
-    out: np.ndarray,
-) -> None:
-    """Write the soft label of one binary mask (one 2D or 3D window; ``anisotropy`` has min 1) into ``out``."""
-    if not mask.any():
-        out.fill(-1.0)
-    elif mask.all():
-        if full_value is None:
-            raise ValueError(
-                "the mask has no background voxel, so the SAUNA scale M (largest distance to background) is "
-                "undefined; pass full_value (e.g. 1.0) to fill such masks."
-            )
-        out.fill(full_value)
-    elif distance == "chamfer_cv2":
-        out[...] = _maps_chamfer_2d(mask)["soft_label"]
-    else:
-        _soft_label_edt(mask, anisotropy, num_threads, out)
-
-
-def _normalise_spacing(spacing, ndim: int) -> Tuple[float, ...]:
-    if spacing is None:
-        return (1.0,) * ndim
-    if isinstance(spacing, torch.Tensor):
-        spacing = spacing.detach().cpu().numpy()
-    sp = np.atleast_1d(np.asarray(spacing, dtype=np.float64)).ravel()
-    if sp.size == 1:
-        sp = np.repeat(sp, ndim)
-    if sp.size != ndim or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        got = np.asarray(spacing).tolist()
-        raise ValueError(f"spacing must be one positive finite value or {ndim} of them, got {got}.")
-    return tuple(float(s) for s in sp / sp.min())
-
-
-def sauna_soft_label(
-    mask: np.ndarray,
-    spacing: Optional[Union[float, Sequence[float]]] = None,
-    *,
-    distance: str = "edt",
-    mode: str = "nd",
-    slice_axis: int = 0,
-    full_value: Optional[float] = 1.0,
-    num_threads: int = 1,
-) -> np.ndarray:
-    """SAUNA signed soft label of one binary mask (2D or 3D, no channel axis).
-
-    Parameters
-    ----------
-    mask : (H, W) or (H, W, D) array of bool or 0/1
-        Binary mask; non-zero is foreground.
-    spacing : float or sequence of float, optional
-        Physical voxel size per axis. Distances and M are physical, the max-pool window is ``k_i = odd(ceil(M /
-        s_i))`` voxels along axis i. Only ratios matter: isotropic spacing gives the same result as ``None``.
-    distance : {"edt", "chamfer_cv2"}
-        ``"edt"`` (default): exact Euclidean distance (``edt`` package). ``"chamfer_cv2"``: OpenCV's 5x5 chamfer
-        distance, bit-compatible with the released 2D code; 2D only (use ``mode="2d_slicewise"`` for volumes), and
-        the in-plane spacing must be isotropic.
-    mode : {"nd", "2d_slicewise"}
-        ``"nd"``: one M and one window for the whole array. ``"2d_slicewise"``: the released 2D transform applied
-        to every slice along ``slice_axis`` independently (M varies per slice); identical to ``"nd"`` in 2D.
-    slice_axis : int
-        Axis that indexes the slices in ``"2d_slicewise"`` mode.
-    full_value : float or None
-        Value for a mask without any background voxel, where M is undefined (the anchor crashes). Default +1;
-        ``None`` raises ``ValueError``.
-    num_threads : int
-        Threads of the exact distance transform.
-
-    Returns
-    -------
-    ndarray of float32, same shape as ``mask``, values in [-1, 1]; ``result > 0`` equals ``mask`` exactly.
-
-    Raises
-    ------
-    ValueError
-        Mask not 2D/3D, empty, not binary or not finite; unknown ``distance``/``mode``; bad ``spacing``;
-        ``chamfer_cv2`` on a volume in ``"nd"`` mode or with anisotropic in-plane spacing; a mask without background
-        when ``full_value=None``.
-
-    Notes
-    -----
-    With ``D_in`` the distance of a foreground voxel to the background, ``d = min(D_out, M)`` the capped distance of a
-    background voxel to the foreground, ``M = max D_in`` and ``P_k`` a max-pool of odd window ``k`` ("same", padding
-    never wins), the released default mode ('h') reduces to
-
-    * foreground: ``1 - (P_k(D_in) - D_in) / (M + eps)``, in (0, 1];
-    * background: ``-1 + (P_k(d) - d) / (M + eps)``, in [-1, 0);
-
-    so thin structures and centre lines get +1, rims of thick structures and background squeezed next to them get
-    values nearer 0. ``eps = 1e-6`` times the smallest spacing (the anchor's ``1e-6`` in voxel units). An empty mask
-    gives -1 everywhere. The label depends on M, i.e. on the whole image: compute it before patch sampling.
-
-    With ``distance="chamfer_cv2"`` the anchor's own float32 sequence (boundary map + thickness map, then clip) is
-    evaluated, which makes the output bit-identical to the released code. With ``"edt"`` the closed form above is
-    used (float32, within 1e-7 of the float64 formula), the window is ``odd(ceil(M / s_i))`` up to a relative
-    tolerance of 1e-6 (so ``M / s = 3 + rounding noise`` gives 3, not 5), and the work is restricted to the
-    bounding box of the mask grown by the window reach, beyond which the label is exactly -1. In
-    ``"2d_slicewise"`` mode every slice is its own mask (an empty slice is -1, a full one ``full_value``).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> mask = np.zeros((9, 9), dtype=bool); mask[4, 1:8] = True
-    >>> y = sauna_soft_label(mask)
-    >>> bool(((y > 0) == mask).all()), float(y[4, 4]), float(y[0, 0])
-    (True, 1.0, -1.0)
-    """
-    _check_options(distance, mode, full_value, num_threads)
-    mask = _as_binary(np.asarray(mask), "mask")
-    if mask.ndim not in (2, 3):
-        raise ValueError(f"mask must be 2D or 3D (no channel axis), got shape {mask.shape}.")
-    out = np.empty(mask.shape, dtype=np.float32)
-    _fill(mask, spacing, distance, mode, slice_axis, full_value, num_threads, out)
-    return out
-
-
-def _check_options(distance: str, mode: str, full_value: Optional[float], num_threads: int) -> None:
-    if distance not in _DISTANCES:
-        raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}.")
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}.")
-    if full_value is not None and not (
-        isinstance(full_value, numbers.Real) and -1.0 <= full_value <= 1.0 and full_value != 0
-    ):
-        raise ValueError(f"full_value must be None or a non-zero value in [-1, 1], got {full_value!r}.")
-    if not isinstance(num_threads, int) or num_threads < 1:
-        raise ValueError(f"num_threads must be a positive int, got {num_threads!r}.")
-
-
-def _fill(mask, spacing, distance, mode, slice_axis, full_value, num_threads, out: np.ndarray) -> None:
-    """:func:`sauna_soft_label` of a validated bool ``mask``, written into the float32 view ``out``."""
-    aniso = _normalise_spacing(spacing, mask.ndim)
-    if mode == "2d_slicewise" and mask.ndim == 3:
-        if not isinstance(slice_axis, int) or not -3 <= slice_axis < 3:
-            raise ValueError(f"slice_axis must be an int in [-3, 2] for a 3D mask, got {slice_axis!r}.")
-        axis = slice_axis % 3
-        plane = tuple(a for i, a in enumerate(aniso) if i != axis)
-        plane = tuple(a / min(plane) for a in plane)
-        _check_chamfer_plane(distance, plane)
-        out_slices = np.moveaxis(out, axis, 0)
-        for i, sl in enumerate(np.moveaxis(mask, axis, 0)):
-            _soft_label_one(sl, plane, distance, full_value, num_threads, out_slices[i])
-        return
-    if distance == "chamfer_cv2" and mask.ndim != 2:
-        raise ValueError("distance='chamfer_cv2' is the 2D OpenCV distance; use mode='2d_slicewise' for 3D masks.")
-    _check_chamfer_plane(distance, aniso)
-    _soft_label_one(mask, aniso, distance, full_value, num_threads, out)
-
-
-def _check_chamfer_plane(distance: str, plane: Tuple[float, ...]) -> None:
-    if distance == "chamfer_cv2" and max(plane) > 1.0 + 1e-9:
-        raise ValueError(f"distance='chamfer_cv2' needs isotropic in-plane spacing, got relative spacing {plane}.")
-
-
-def _as_binary(mask: np.ndarray, name: str) -> np.ndarray:
-    if mask.size == 0:
-        raise ValueError(f"{name} is empty (shape {mask.shape}).")
-    if mask.dtype == bool:
-        return mask
-    if not (np.issubdtype(mask.dtype, np.integer) or np.issubdtype(mask.dtype, np.floating)):
-        raise ValueError(f"{name} must hold bool, integer or float values, got dtype {mask.dtype}.")
-    if np.issubdtype(mask.dtype, np.floating) and not np.isfinite(mask).all():
-        raise ValueError(f"{name} contains NaN/Inf values.")
-    binary = mask != 0
-    if not bool((mask[binary] == 1).all()):
-        raise ValueError(f"{name} must be binary (0/1), got values such as {np.unique(mask)[:8].tolist()}.")
-    return binary
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# channel-first label maps and MONAI transforms
-# --------------------------------------------------------------------------------------------------------------------
-def _to_numpy(img) -> np.ndarray:
-    if isinstance(img, torch.Tensor):
-        return img.detach().cpu().numpy() if not isinstance(img, MetaTensor) else img.as_tensor().detach().cpu().numpy()
-    if isinstance(img, np.ndarray):
-        return img
-    raise ValueError(f"label must be a numpy array or a torch tensor, got {type(img).__name__}.")
 
 
 def _class_masks(
@@ -505,8 +98,8 @@ class SAUNATransform(Transform):
         num_classes: number of classes of a label map, so the channel count does not depend on the image. Needed
             when the map holds values > 1; for one-hot input it must equal C.
         include_background: also encode class/channel 0. Default ``False``: one channel per foreground class.
-        distance: ``"edt"`` (exact Euclidean, default) or ``"chamfer_cv2"`` (the anchor's OpenCV 5x5 chamfer
-            distance, bit-compatible in 2D).
+        distance: ``"edt"`` (exact Euclidean, default) or ``"chamfer_cv2"`` (the released code's OpenCV 5x5
+            chamfer distance, bit-compatible in 2D).
         mode: ``"nd"`` (one M per class over the whole array) or ``"2d_slicewise"`` (the released 2D code applied
             slice by slice along ``slice_axis``).
         slice_axis: spatial axis (0-based, without the channel axis) of the slices in ``"2d_slicewise"`` mode.
@@ -522,6 +115,13 @@ class SAUNATransform(Transform):
         ValueError: wrong number of dimensions, empty input, NaN/Inf, non-integer labels, negative labels, labels
             >= ``num_classes``, a non-binary multi-channel label, a map with values > 1 and neither ``classes`` nor
             ``num_classes``, bad ``spacing``/``distance``/``mode``, and see :func:`sauna_soft_label`.
+
+    Example:
+        >>> import numpy as np
+        >>> label = np.zeros((1, 9, 9), np.uint8); label[0, 4, 1:8] = 1  # a thin vessel
+        >>> soft = SAUNATransform()(label)
+        >>> soft.shape, bool(((soft[0] > 0) == (label[0] == 1)).all()), float(soft[0, 4, 4]), float(soft[0, 0, 0])
+        ((1, 9, 9), True, 1.0, -1.0)
     """
 
     backend = [TransformBackends.NUMPY]
@@ -538,7 +138,7 @@ class SAUNATransform(Transform):
         full_value: Optional[float] = 1.0,
         num_threads: int = 1,
     ) -> None:
-        _check_options(distance, mode, full_value, num_threads)
+        check_soft_label_options(distance, mode, full_value, num_threads)
         if isinstance(spacing, str) and spacing not in ("auto", "meta"):
             raise ValueError(f"spacing must be None, a float, a sequence of floats or 'auto', got {spacing!r}.")
         if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
@@ -570,13 +170,14 @@ class SAUNATransform(Transform):
 
     def __call__(self, img):
         """``img``: ``(1, *spatial)`` label map or ``(C, *spatial)`` one-hot; returns ``(C', *spatial)`` float32."""
-        label, ids = _class_masks(_to_numpy(img), self.classes, self.num_classes, self.include_background)
+        label, ids = _class_masks(to_numpy(img, "label"), self.classes, self.num_classes, self.include_background)
         spacing = self._spacing(img, label.ndim - 1)
         one_hot = label.shape[0] > 1
         out = np.empty((len(ids),) + label.shape[1:], dtype=np.float32)
         for i, c in enumerate(ids):
             mask = label[c] != 0 if one_hot else label[0] == c
-            _fill(mask, spacing, self.distance, self.mode, self.slice_axis, self.full_value, self.num_threads, out[i])
+            sauna_soft_label(mask, spacing, distance=self.distance, mode=self.mode, slice_axis=self.slice_axis,
+                             full_value=self.full_value, num_threads=self.num_threads, out=out[i])
         dtype = torch.float32 if isinstance(img, torch.Tensor) else np.float32
         return convert_to_dst_type(out, dst=img, dtype=dtype)[0]
 
@@ -602,6 +203,13 @@ class SAUNATransformd(MapTransform):
 
     Raises:
         ValueError: ``output_key`` count differs from ``keys``; see :class:`SAUNATransform`.
+
+    Example:
+        >>> import numpy as np
+        >>> label = np.zeros((1, 9, 9), np.uint8); label[0, 4, 1:8] = 1
+        >>> data = SAUNATransformd(keys="label", output_key="soft")({"label": label})
+        >>> sorted(data), data["soft"].shape
+        (['label', 'soft'], (1, 9, 9))
     """
 
     backend = SAUNATransform.backend
@@ -669,6 +277,12 @@ def sauna_to_label(
 
     Raises:
         ValueError: not an array/tensor, empty, NaN, non-real dtype, bad ``channel_dim`` or ``classes`` length.
+
+    Example:
+        >>> import torch
+        >>> tanh_out = torch.tensor([[[0.7, -0.3]], [[0.9, -0.8]]])  # (C=2, 1, 2): two foreground classes
+        >>> sauna_to_label(tanh_out).tolist()  # argmax where some channel is >= 0, background elsewhere
+        [[[2, 0]]]
     """
     if not isinstance(signed, (torch.Tensor, np.ndarray)):
         raise ValueError(f"signed must be a numpy array or a torch tensor, got {type(signed).__name__}.")
@@ -709,3 +323,83 @@ def sauna_to_label(
         labels = np.where(above.any(axis=channel_dim, keepdims=True), np.asarray(ids, dtype=np.int64)[best], 0)
         labels = labels.astype(np.int64)
     return labels
+
+
+class SAUNADecode(Transform):
+    """Decode a SAUNA network output (signed soft labels, ``tanh`` outputs or logits) into labels.
+
+    Array transform wrapping :func:`sauna_to_label` on a channel-first ``(C, *spatial)`` input, for MONAI
+    post-processing chains (the dictionary version is :class:`SAUNADecoded`).
+
+    Args:
+        threshold: decision threshold (0 for ``tanh`` outputs and for logits, the released inference rule).
+        exclusive: ``True``: argmax over channels with background (0) where every channel is below ``threshold``,
+            an int64 ``(1, *spatial)`` label map. ``False``: per-channel threshold, a bool ``(C, *spatial)`` mask.
+        classes: label value of each channel with ``exclusive=True``; default ``1..C`` (the channels of
+            :class:`SAUNATransform` with ``include_background=False``).
+
+    Shapes:
+        input ``(C, H, W[, D])``; output ``(1, H, W[, D])`` int64 or ``(C, H, W[, D])`` bool, of the input's type
+        (numpy array, tensor on the input's device, or ``MetaTensor`` keeping its metadata).
+
+    Raises:
+        ValueError: see :func:`sauna_to_label`.
+
+    Example:
+        >>> import torch
+        >>> out = torch.tensor([[[0.9, -0.2], [-0.8, 0.1]], [[0.3, -0.5], [0.4, -0.1]]])
+        >>> SAUNADecode()(out).tolist()
+        [[[1, 0], [2, 1]]]
+        >>> SAUNADecode(exclusive=False)(out)[1].tolist()
+        [[True, False], [True, False]]
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(self, threshold: float = 0.0, exclusive: bool = True, classes: Optional[Sequence[int]] = None) -> None:
+        if not isinstance(threshold, numbers.Real) or not math.isfinite(float(threshold)):
+            raise ValueError(f"threshold must be a finite number, got {threshold!r}.")
+        if classes is not None and (len(classes) == 0 or any(int(c) != c or c < 0 for c in classes)):
+            raise ValueError(f"classes must be a non-empty sequence of non-negative ints, got {classes!r}.")
+        self.threshold = float(threshold)
+        self.exclusive = bool(exclusive)
+        self.classes = None if classes is None else [int(c) for c in classes]
+
+    def __call__(self, img):
+        """``img``: ``(C, *spatial)`` SAUNA output; returns the labels (see the class docstring)."""
+        return sauna_to_label(img, threshold=self.threshold, exclusive=self.exclusive, classes=self.classes)
+
+
+class SAUNADecoded(MapTransform):
+    """Dictionary version of :class:`SAUNADecode` (e.g. ``keys="pred"`` in a bundle's inference postprocessing).
+
+    Args:
+        keys: keys of the SAUNA outputs to decode.
+        threshold, exclusive, classes: see :class:`SAUNADecode`.
+        allow_missing_keys: don't raise if a key is missing.
+
+    Example:
+        >>> import torch
+        >>> d = SAUNADecoded(keys="pred")({"pred": torch.tensor([[[0.5, -0.5]]])})
+        >>> d["pred"].tolist()
+        [[[1, 0]]]
+    """
+
+    backend = SAUNADecode.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        threshold: float = 0.0,
+        exclusive: bool = True,
+        classes: Optional[Sequence[int]] = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.decoder = SAUNADecode(threshold, exclusive, classes)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.decoder(d[key])
+        return d

@@ -1,8 +1,8 @@
-"""The MONAI bundles under configs/: metadata verification, network shapes and end-to-end runs.
+"""The MONAI bundles shipped in medloss/bundles/: metadata verification, network shapes and end-to-end runs.
 
-Each run copies the bundle to ``tmp_path`` and calls ``python -m monai.bundle run`` exactly as a user would, on
-the synthetic data the bundle writes itself (1 epoch, 2 cases of 16^3). One bundle runs by default; the others
-are marked slow (about 12 s each, mostly the two interpreter start-ups).
+Each run copies the bundle out with ``medloss bundle init`` and calls ``python -m monai.bundle run`` exactly as a
+user would, on the synthetic data the bundle writes itself (1 epoch, 2 cases of 16^3). One bundle runs by default;
+the others are marked slow (about 12 s each, mostly the two interpreter start-ups).
 """
 
 import json
@@ -104,11 +104,11 @@ def test_verify_net_in_out(name, tmp_path):
 @pytest.mark.parametrize("name", sorted(BUNDLES))
 def test_dataset_dir_replaces_synthetic_data(name, tmp_path):
     """With --dataset_dir the configs list that nnU-Net-layout folder (here written by the synthetic writer)."""
-    from medloss.bundles.data import write_synthetic_vessels
+    from medloss.data import write_synthetic_dataset
 
     dataset = tmp_path / "Dataset042_Given"
-    write_synthetic_vessels(dataset, n_cases=3, size=8, n_raters=2, with_target=True)
-    write_synthetic_vessels(dataset, n_cases=1, size=8, split="Ts")
+    write_synthetic_dataset(dataset, n_cases=3, size=8, n_raters=2, num_groups=2, with_target=True)
+    write_synthetic_dataset(dataset, n_cases=1, size=8, split="Ts")
     for config, key, n in (("train.json", "train_files", 3), ("inference.json", "test_files", 1)):
         parser = ConfigParser()
         parser.read_config(str(CONFIGS / name / "configs" / config))
@@ -128,7 +128,9 @@ def _run(bundle: Path, config: str, *overrides: str) -> str:
 
 
 def _train_and_infer(name: str, tmp_path: Path) -> None:
-    bundle = shutil.copytree(CONFIGS / name, tmp_path / name)
+    from medloss.bundles.cli import init_bundle
+
+    bundle = init_bundle(name, str(tmp_path / name))
     out = _run(bundle, "train.json", *TINY, *BUNDLES[name][2])
     losses = [float(v) for v in LOSS_LINE.findall(out)]
     assert len(losses) == 1 and math.isfinite(losses[0]), out[-2000:]

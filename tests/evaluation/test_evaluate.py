@@ -1,7 +1,10 @@
-"""medloss evaluate: agreement with nnU-Net's evaluator and MONAI's distances, conventions and bad input."""
+"""medloss evaluate: agreement with nnU-Net's evaluator, summaries, groups and bad input.
+
+The metric values themselves are tested in tests/metrics; tests/evaluation/test_numbers_once.py checks that the
+command line reports exactly what medloss.metrics computes.
+"""
 
 import json
-import math
 import subprocess
 import sys
 
@@ -10,7 +13,6 @@ import pytest
 import SimpleITK as sitk
 
 from medloss.evaluation import evaluate_folder
-from medloss.evaluation.metrics import surface_metrics
 
 SPACING_ZYX = (2.0, 0.8, 0.8)
 
@@ -71,38 +73,6 @@ def test_dice_iou_agree_with_nnunet_evaluator(folders, tmp_path):
     assert (tmp_path / "metrics_per_case.csv").read_text().count("\n") == 1 + 4 * 2
 
 
-def test_surface_metrics_agree_with_monai():
-    from monai.metrics import compute_hausdorff_distance, compute_surface_dice
-
-    rng = np.random.default_rng(1)
-    for _ in range(3):
-        ref = blob_case(rng) == 1
-        pred = np.roll(ref, 1, axis=2) | (rng.random(ref.shape) < 0.01)
-        ours = surface_metrics(pred, ref, SPACING_ZYX, nsd_tolerance=1.5)
-        p = np.stack([~pred, pred])[None].astype(np.float32)
-        r = np.stack([~ref, ref])[None].astype(np.float32)
-        import torch
-
-        hd = compute_hausdorff_distance(torch.as_tensor(p), torch.as_tensor(r), percentile=95, spacing=SPACING_ZYX)
-        nsd = compute_surface_dice(torch.as_tensor(p), torch.as_tensor(r), [1.5], spacing=SPACING_ZYX)
-        assert ours["HD95"] == pytest.approx(float(hd[0, 0]), rel=1e-5)
-        assert ours["NSD"] == pytest.approx(float(nsd[0, 0]), rel=1e-5)
-
-
-def test_surface_metrics_hand_computed_and_empty_conventions():
-    ref = np.zeros((1, 10, 10), bool)
-    ref[0, 2:5, 2:5] = True
-    shifted = np.roll(ref, 3, axis=2)  # every surface voxel is exactly 3 voxels (1.5 mm) away
-    m = surface_metrics(shifted, ref, (1.0, 1.0, 0.5), nsd_tolerance=1.5)
-    assert m["HD95"] == pytest.approx(1.5) and m["NSD"] == pytest.approx(1.0)
-    assert surface_metrics(shifted, ref, (1.0, 1.0, 0.5), nsd_tolerance=1.4)["NSD"] < 1.0
-    empty = np.zeros_like(ref)
-    both = surface_metrics(empty, empty, (1, 1, 1))
-    assert math.isnan(both["HD95"]) and math.isnan(both["NSD"])
-    one = surface_metrics(empty, ref, (1, 1, 1))
-    assert one["NSD"] == 0.0 and one["HD95"] == pytest.approx(np.sqrt(1 + 100 + 100))
-
-
 def test_topology_metrics_per_case(tmp_path):
     gt, pred = tmp_path / "gt", tmp_path / "pred"
     gt.mkdir(), pred.mkdir()
@@ -130,6 +100,17 @@ def test_groups_give_per_group_means_and_equity_scaling(folders, tmp_path):
     m0, m1 = np.mean(per_case[:2]), np.mean(per_case[2:])
     assert g["per_group_mean"] == {"0": pytest.approx(m0), "1": pytest.approx(m1)}
     assert g["equity_scaled"] == pytest.approx(overall / (1 + abs(overall - m0) + abs(overall - m1)))
+    # the group file reader of medloss.data: ';'-separated CSV, a dict gives the same
+    groups.write_text("case;group\ncase_000;0\ncase_001;0\ncase_002;1\ncase_003;1\n")
+    for given in (str(groups), {"case_000": 0, "case_001": 0, "case_002": 1, "case_003": 1}):
+        again = evaluate_folder(str(pred), str(gt), labels=[1, 2], metrics=["Dice", "IoU"], groups=given,
+                                progress=False)
+        assert again["medloss"]["groups"] == s["medloss"]["groups"]
+    groups.write_text("case,group\ncase_000,0\ncase_001,true\n")
+    with pytest.raises(ValueError, match="line 3"):
+        evaluate_folder(str(pred), str(gt), groups=str(groups), progress=False)
+    with pytest.raises(ValueError, match="integer"):
+        evaluate_folder(str(pred), str(gt), groups={"case_000": 0.5}, progress=False)
     groups.write_text("case,group\ncase_000,0\n")
     with pytest.raises(ValueError, match="no group"):
         evaluate_folder(str(pred), str(gt), groups=str(groups), progress=False)
@@ -200,7 +181,12 @@ def test_cli_parallel_workers(folders, tmp_path):
                           "--metrics", "Dice", "HD95", "--quiet", "-o", str(tmp_path / "s.json")],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["Dice"] > 0.5
+    # two worker processes report what one process computes, and stdout is the foreground mean
+    serial = evaluate_folder(str(pred), str(gt), labels=[1, 2], metrics=["Dice", "HD95"], progress=False,
+                             output_file=str(tmp_path / "serial.json"))
+    parallel = json.loads((tmp_path / "s.json").read_text())
+    assert parallel["metric_per_case"] == json.loads(json.dumps(serial["metric_per_case"]))
+    assert json.loads(out.stdout) == pytest.approx(serial["foreground_mean"], rel=1e-12)
     bad = subprocess.run([sys.executable, "-m", "medloss", "evaluate", str(pred), str(tmp_path / "nope")],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "folder not found" in bad.stderr

@@ -89,8 +89,8 @@ def test_identical_soft_inputs_are_fully_matched():
 
 @pytest.mark.parametrize("name", ["random_32x32x32_seed0", "random_64x64_seed0"])
 def test_gradient_equals_analytic_sum(name):
-    # brief section 1.7 evaluated in float64 from the reference coordinates; several bars share critical voxels in
-    # 3D, so this also checks that their contributions accumulate
+    # the paper's loss formula evaluated in float64 from the reference coordinates; several bars share critical
+    # voxels in 3D, so this also checks that their contributions accumulate
     d, p, g = _pair(name)
     BettiMatchingLoss()(p, g).backward()
     x, y = d["input1"], d["input2"]
@@ -177,8 +177,8 @@ def test_batch_mean_over_instances_and_reductions(spatial):
     )
     assert (single > 0).all()
     none = BettiMatchingLoss(reduction="none", num_workers=2)(p, g)
-    assert none.shape == (3, 2)
-    torch.testing.assert_close(none, single, rtol=1e-12, atol=0)
+    assert none.shape == (3, 2) + (1,) * len(spatial)  # MONAI's DiceLoss(reduction="none") shape
+    torch.testing.assert_close(none.reshape(3, 2), single, rtol=1e-12, atol=0)
     assert BettiMatchingLoss(reduction="mean")(p, g).item() == pytest.approx(single.mean().item(), rel=1e-12)
     total = BettiMatchingLoss(reduction="sum", num_workers=1)(p, g)
     assert total.item() == pytest.approx(single.sum().item(), rel=1e-12)
@@ -198,7 +198,7 @@ def test_multiclass_one_vs_rest_with_softmax_and_onehot():
 
     no_bg_loss = BettiMatchingLoss(include_background=False, to_onehot_y=True, softmax=True, reduction="none")
     no_bg = no_bg_loss(logits, labels)
-    assert no_bg.shape == (2, 2)
+    assert no_bg.shape == (2, 2, 1, 1)
     torch.testing.assert_close(no_bg.detach(), expected[:, 1:], rtol=1e-12, atol=0)
 
 

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from medloss.losses import FairErrorBoundScalingLoss
-from medloss.losses.fairness import check_group_ids, febs_group_weights
+from medloss.losses.fairness import febs_group_weights
+from medloss.validation import check_group_ids
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "fair_impact"
 CASES = ("febs_case1_all_groups", "febs_case2_group_absent")
@@ -190,7 +191,7 @@ def test_end_to_end_matches_stored_values(case, mode, dtype):
     np.testing.assert_allclose(float(loss(logits, labels, attr)), d[f"samed_total_gamma1_{tag}"], rtol=1e-4)
 
 
-def test_brief_headline_numbers():
+def test_reference_headline_numbers():
     d1, d2 = load(CASES[0]), load(CASES[1])
     logits, labels, attr = tensors(d1)
     loss = febs("faithful", 1.0)
@@ -365,7 +366,7 @@ def test_soft_target_cross_entropy_and_reductions():
     assert float(base(logits, target, groups)) == pytest.approx(float(F.cross_entropy(logits, target)), rel=1e-12)
     per_class = FairErrorBoundScalingLoss(softmax=True, lambda_dice=1.0, lambda_ce=0.0, reduction="none")
     v = per_class(logits, target, groups)
-    assert v.shape == (3,)
+    assert v.shape == (3, 1, 1)  # per class, pooled over the batch: MONAI's DiceLoss(batch=True) shape
     summed = FairErrorBoundScalingLoss(softmax=True, lambda_dice=1.0, lambda_ce=0.0, reduction="sum")
     assert float(summed(logits, target, groups)) == pytest.approx(float(v.sum()), rel=1e-12)
 
@@ -394,6 +395,53 @@ def test_wraps_monai_dice_loss():
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().max() > 0
     assert torch.autograd.gradcheck(lambda x: loss(x, labels, torch.zeros(5, dtype=torch.long)),
                                     (logits.detach().clone().requires_grad_(True),))
+
+
+def _per_sample(fn, p, y):
+    return torch.stack([fn(p[b : b + 1], y[b : b + 1]).mean() for b in range(p.shape[0])])
+
+
+def test_base_loss_per_sample_medloss_and_monai():
+    """Dice-type losses with their defaults (scalar), batch-pooled or per-sample outputs all work as base_loss."""
+    from monai.losses import DiceLoss
+
+    from medloss.losses import JaccardMetricLoss
+
+    torch.manual_seed(4)
+    logits = torch.randn(5, 3, 6, 6, dtype=torch.float64)
+    labels = torch.randint(0, 3, (5, 1, 6, 6))
+    groups = torch.tensor([0, 1, 1, 0, -1])
+    p = torch.softmax(logits, 1)
+    y = F.one_hot(labels[:, 0], 3).movedim(-1, 1).double()
+    families = {
+        "jaccard": (JaccardMetricLoss(), [JaccardMetricLoss(), JaccardMetricLoss(batch=False, reduction="none"),
+                                          JaccardMetricLoss(batch=True, reduction="none")]),
+        "monai_dice": (DiceLoss(), [DiceLoss(), DiceLoss(reduction="none"), DiceLoss(batch=True, reduction="none")]),
+    }
+    values = {}
+    for name, (reference, variants) in families.items():
+        # by hand: per-sample losses, group means, guarded weights (tanh(1) for the unknown group)
+        per_sample = _per_sample(reference, p, y)
+        e = np.array([float(per_sample[groups == g].mean()) for g in (0, 1)])
+        w = np.tanh(e.min() / e)
+        ws = torch.tensor(np.append(w, np.tanh(1.0)))[torch.where(groups < 0, 2, groups)].view(-1, 1, 1, 1)
+        expected = float(_per_sample(reference, p * ws, y).mean())
+        for base in variants:
+            loss = FairErrorBoundScalingLoss(to_onehot_y=True, softmax=True, num_groups=2, base_loss=base)
+            value = loss(logits, labels, groups)
+            np.testing.assert_allclose(loss.last_group_weights.numpy(), w, rtol=1e-12)
+            assert float(value) == pytest.approx(expected, rel=1e-12)
+        values[name] = expected
+        # reduction="none": per-sample values, MONAI-shaped when base_loss returns them so
+        none = FairErrorBoundScalingLoss(to_onehot_y=True, softmax=True, num_groups=2, base_loss=variants[1],
+                                         reduction="none")(logits, labels, groups)
+        assert none.shape == (5, 3, 1, 1)
+        assert float(none.mean()) == pytest.approx(expected, rel=1e-12)
+        scalar_base = FairErrorBoundScalingLoss(to_onehot_y=True, softmax=True, num_groups=2, base_loss=variants[0],
+                                                reduction="none")(logits, labels, groups)
+        assert scalar_base.shape == (5,)
+        assert float(scalar_base.mean()) == pytest.approx(expected, rel=1e-12)
+    assert values["jaccard"] != pytest.approx(values["monai_dice"], rel=1e-3)  # the base loss matters
 
 
 def test_device_and_buffers_follow_input():
@@ -461,15 +509,12 @@ def test_bad_inputs_and_arguments():
     for kwargs, match in (
         (dict(softmax=True, reduction="none"), "softmax=False"),
         (dict(to_onehot_y=True, reduction="none"), "to_onehot_y=False"),
-        (dict(batch=True, reduction="none"), "batch=False"),
         (dict(include_background=False, reduction="none"), "include_background"),
-        (dict(reduction="mean"), 'reduction="none"'),
     ):
         with pytest.raises(ValueError, match=match):
             FairErrorBoundScalingLoss(base_loss=DiceLoss(**kwargs))
-    loss = FairErrorBoundScalingLoss(softmax=True, to_onehot_y=True, num_groups=3,
-                                     base_loss=lambda p, y: (p - y).pow(2).mean())
-    with pytest.raises(ValueError, match="one loss per sample"):
+    loss = FairErrorBoundScalingLoss(softmax=True, to_onehot_y=True, num_groups=3, base_loss=lambda p, y: 0.5)
+    with pytest.raises(ValueError, match="must return a tensor"):
         loss(logits, labels, attr)
 
 

@@ -173,7 +173,8 @@ def test_equals_monai_soft_label(batch, shape):
     # per image and class ("none") matches MONAI's unreduced output
     ours = D(softmax=True, smooth=s, batch=False, reduction="none")(logits, target)
     theirs = DiceLoss(softmax=True, soft_label=True, smooth_nr=2 * s, smooth_dr=2 * s, reduction="none")(logits, target)
-    np.testing.assert_allclose(ours.numpy(), theirs.reshape(ours.shape).numpy(), rtol=1e-12)
+    assert ours.shape == theirs.shape  # MONAI's broadcastable (B, C, 1, 1)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-12)
 
 
 def test_monai_product_formula_differs_on_soft_labels(ref):
@@ -280,13 +281,14 @@ def test_active_classes_present_vs_all():
     labels = torch.zeros(1, 1, 4, 4, dtype=torch.long)
     labels[..., :2] = 1  # class 2 absent
     per_class = J(to_onehot_y=True, reduction="none", active_classes_hard="all")(prob, labels)
-    assert per_class.shape == (3,)
+    assert per_class.shape == (3, 1, 1)  # MONAI's DiceLoss(batch=True, reduction="none") shape
+    per_class = per_class.flatten()
     present = J(to_onehot_y=True)(prob, labels)
     every = J(to_onehot_y=True, active_classes_hard="all")(prob, labels)
     np.testing.assert_allclose(present.item(), per_class[:2].mean().item(), rtol=1e-14)
     np.testing.assert_allclose(every.item(), per_class.mean().item(), rtol=1e-14)
     # "none" zeroes inactive entries
-    none = J(to_onehot_y=True, reduction="none")(prob, labels)
+    none = J(to_onehot_y=True, reduction="none")(prob, labels).flatten()
     assert none[2].item() == 0 and torch.equal(none[:2], per_class[:2])
 
 
@@ -294,21 +296,22 @@ def test_reduction_none_and_sum_shapes():
     gen = torch.Generator().manual_seed(8)
     x, y = _random_soft(gen, (4, 3, 5, 5)), _random_soft(gen, (4, 3, 5, 5))
     per_image = D(batch=False, reduction="none")(x, y)
-    assert per_image.shape == (4, 3)
+    assert per_image.shape == (4, 3, 1, 1)
     np.testing.assert_allclose(D(batch=False, reduction="sum")(x, y).item(), per_image.sum().item(), rtol=1e-14)
     np.testing.assert_allclose(D(batch=False)(x, y).item(), per_image.mean().item(), rtol=1e-14)
-    assert D(reduction="none")(x, y).shape == (3,)
-    assert D(reduction_weights=(0, 0, 1), reduction="none")(x, y).shape == (4, 3)
+    assert D(reduction="none")(x, y).shape == (3, 1, 1)
+    assert D(reduction_weights=(0, 0, 1), reduction="none")(x, y).shape == (4, 3, 1, 1)
     # per-image losses equal single-image batch losses
     for b in range(4):
         torch.testing.assert_close(per_image[b], D(reduction="none")(x[b:b + 1], y[b:b + 1]))
+    assert not torch.allclose(per_image[0], per_image[1])  # the images differ, so must their losses
 
 
 def test_include_background_and_class_weights():
     gen = torch.Generator().manual_seed(9)
     x, y = _random_soft(gen, (2, 4, 5, 5)), _random_soft(gen, (2, 4, 5, 5))
-    full = J(reduction="none")(x, y)
-    nobg = J(include_background=False, reduction="none")(x, y)
+    full = J(reduction="none")(x, y).flatten()
+    nobg = J(include_background=False, reduction="none")(x, y).flatten()
     torch.testing.assert_close(nobg, full[1:])
     w = [0.0, 1.0, 2.0, 3.0]
     np.testing.assert_allclose(J(class_weights=w)(x, y).item(), (full * torch.tensor(w, dtype=x.dtype)).mean().item(),

@@ -4,7 +4,7 @@ Reference data in tests/data/mip_pulaski/ (copied from shared/reference/mip_pula
 (patches in the anchor's (B, 1, D, W, L) layout; the z/y/x/multi files share their inputs, so only the multi file is
 kept) and ``spockmip_summary.json`` with the anchor value and the values for aligned axes. The anchor's MIP values
 contain 0.001 accumulator offsets: ``anchor = 0.001 + sum_l w_l (0.001 + sum_b sum_a FTL) / B``; medloss drops them.
-Anchor values are float32, so they are compared at the brief's float32 tolerance (1e-6 absolute).
+Reference values are float32, so they are compared at float32 tolerance (1e-6 absolute).
 """
 
 import json
@@ -157,8 +157,8 @@ def fl():
 def test_function_level_per_axis(fl, axis, name):
     logits, label = torch.as_tensor(fl["ftl_logits"]).float(), torch.as_tensor(fl["mip_label"])
     per_sample = _mip_only(axes=axis, reduction="none")(logits, label)
-    assert per_sample.shape == (2, 1)
-    np.testing.assert_allclose(per_sample[:, 0].numpy(), fl[f"mip_{name}_ftl_per_sample"], atol=TOL, rtol=0)
+    assert per_sample.shape == (2, 1, 1, 1, 1)
+    np.testing.assert_allclose(per_sample.flatten().numpy(), fl[f"mip_{name}_ftl_per_sample"], atol=TOL, rtol=0)
     pooled = _mip_only(axes=axis, batch=True)(logits, label).item()
     assert abs(pooled - fl[f"mip_{name}_ftl_batch_global"]) < TOL
 
@@ -223,7 +223,7 @@ def test_multiclass_softmax_per_foreground_channel():
     ftl = FocalTverskyLoss(batch=False, reduction="none")
     expected = sum(ftl(prob.amax(d, keepdim=True), onehot.amax(d, keepdim=True)) for d in (2, 4))
     got = loss(logits, labels)
-    assert got.shape == (2, 2)
+    assert got.shape == (2, 2, 1, 1, 1)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-14)
 
 
@@ -245,10 +245,10 @@ def test_reduction_none_and_sum():
     logits = torch.randn(3, 2, 5, 6, 4, generator=gen, dtype=torch.float64)
     label = (torch.rand(3, 2, 5, 6, 4, generator=gen) > 0.6).double()
     kw = dict(sigmoid=True, axes=(0, 1))
-    voxel = FocalTverskyLoss(sigmoid=True, reduction="none")(logits, label)  # (C,)
-    mip = MIPLoss(voxel_weight=0, mip_weight=1, reduction="none", **kw)(logits, label)  # (B, C)
+    voxel = FocalTverskyLoss(sigmoid=True, reduction="none")(logits, label)  # (C, 1, 1, 1)
+    mip = MIPLoss(voxel_weight=0, mip_weight=1, reduction="none", **kw)(logits, label)  # (B, C, 1, 1, 1)
     none = MIPLoss(reduction="none", **kw)(logits, label)
-    assert voxel.shape == (2,) and mip.shape == (3, 2) and none.shape == (3, 2)
+    assert voxel.shape == (2, 1, 1, 1) and mip.shape == none.shape == (3, 2, 1, 1, 1)
     torch.testing.assert_close(none, 0.7 * voxel + 0.3 * mip)
     torch.testing.assert_close(MIPLoss(**kw)(logits, label), none.mean())
     torch.testing.assert_close(MIPLoss(reduction="sum", **kw)(logits, label), 0.7 * voxel.sum() + 0.3 * mip.sum())

@@ -17,7 +17,7 @@ from scipy.optimize import linear_sum_assignment
 from torch.distributions import Independent, Normal
 
 from medloss.losses import EnergyDistanceLoss, PULASkiLoss, SinkhornDistanceLoss
-from medloss.losses.pulaski import epsilon_schedule
+from medloss.losses.set_distances import epsilon_schedule
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "mip_pulaski"
 SUMMARY = json.loads((DATA / "pulaski_summary.json").read_text())
@@ -329,7 +329,18 @@ def test_coinciding_points_have_finite_energy_gradients():
     x = torch.cat([x[:, :2], y], 1).requires_grad_(True)  # one sample equals a rater
     y = torch.cat([y, y], 1)  # two identical raters
     EnergyDistanceLoss()(x, y).backward()
-    assert torch.isfinite(x.grad).all()
+    # analytic gradient with the unit vector taken as 0 at coinciding points:
+    # dE/dx_i = 1/(N R) sum_j u(x_i - y_j) - 1/N^2 sum_k u(x_i - x_k),  u(v) = v / |v|
+    xs, ys = x.detach().flatten(2)[0], y.flatten(2)[0]
+
+    def unit(v):
+        norm = v.norm(dim=-1, keepdim=True)
+        return torch.where(norm > 0, v / torch.where(norm > 0, norm, torch.ones_like(norm)), torch.zeros_like(v))
+
+    n, r = xs.shape[0], ys.shape[0]
+    expected = unit(xs[:, None] - ys[None]).sum(1) / (n * r) - unit(xs[:, None] - xs[None]).sum(1) / n**2
+    torch.testing.assert_close(x.grad.flatten(2)[0], expected, rtol=1e-10, atol=1e-12)
+    assert x.grad.abs().max() > 0
 
 
 # ----------------------------------------------------------------------------------------------- dtypes / devices

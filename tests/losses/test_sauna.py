@@ -178,7 +178,7 @@ def test_class_weights_and_anchor_multiclass_sum():
     z = torch.randn(2, 3, 6, 6, generator=gen, dtype=torch.float64)
     y = 2 * torch.rand(2, 3, 6, 6, generator=gen, dtype=torch.float64) - 1
     per_ch = torch.stack([SignedJaccardLoss()(z[:, c:c + 1], y[:, c:c + 1]) for c in range(3)])
-    torch.testing.assert_close(SignedJaccardLoss(reduction="none")(z, y), per_ch)
+    torch.testing.assert_close(SignedJaccardLoss(reduction="none")(z, y), per_ch.view(3, 1, 1))
     w = torch.tensor([1.0, 0.5, 0.5], dtype=torch.float64)
     # the anchor's multi-class total L(1) + w2 * sum_{c>=2} L(c) is the weighted "sum"
     np.testing.assert_allclose(SignedJaccardLoss(class_weights=w, reduction="sum")(z, y).item(),
@@ -198,17 +198,19 @@ def test_reduction_shapes_and_per_image():
     gen = torch.Generator().manual_seed(2)
     z = torch.randn(3, 2, 5, 4, 3, generator=gen, dtype=torch.float64)
     y = 2 * torch.rand(3, 2, 5, 4, 3, generator=gen, dtype=torch.float64) - 1
-    assert SignedJaccardLoss(reduction="none")(z, y).shape == (2,)
+    # MONAI's DiceLoss shapes: (C, 1, 1, 1) pooled over the batch, (B, C, 1, 1, 1) per image
+    assert SignedJaccardLoss(reduction="none")(z, y).shape == (2, 1, 1, 1)
     per_image = SignedJaccardLoss(reduction="none", batch=False)(z, y)
-    assert per_image.shape == (3, 2)
+    assert per_image.shape == (3, 2, 1, 1, 1)
     for b in range(3):
         torch.testing.assert_close(per_image[b], SignedJaccardLoss(reduction="none")(z[b:b + 1], y[b:b + 1]))
+    assert not torch.allclose(per_image[0], per_image[1])
     focal = FocalL1Loss(reduction="none")(z, y)
-    assert focal.shape == (3, 2)
+    assert focal.shape == (3, 2, 1, 1, 1)
     np.testing.assert_allclose(focal.mean().item(), FocalL1Loss()(z, y).item(), rtol=1e-14)
     np.testing.assert_allclose(FocalL1Loss(reduction="sum")(z, y).item(), focal.sum().item(), rtol=1e-14)
-    assert SAUNALoss(reduction="none")(z, y).shape == (2,)
-    assert SAUNALoss(reduction="none", batch=False)(z, y).shape == (3, 2)
+    assert SAUNALoss(reduction="none")(z, y).shape == (2, 1, 1, 1)
+    assert SAUNALoss(reduction="none", batch=False)(z, y).shape == (3, 2, 1, 1, 1)
     np.testing.assert_allclose(SAUNALoss(reduction="none")(z, y).mean().item(), SAUNALoss()(z, y).item(), rtol=1e-14)
 
 

@@ -33,7 +33,7 @@ def _random_masks(k, shape, seed, p=0.4):
 def test_reference_ged_and_components():
     d = np.load(DATA)
     ged, d_ys, d_ss, d_yy = generalized_energy_distance(d["ged_samples"], d["ged_gts"], return_components=True)
-    # the anchor accumulates in float32, hence 1e-6
+    # the reference implementation accumulates in float32, hence 1e-6
     np.testing.assert_allclose([ged, d_ys, d_ss, d_yy],
                                [d["ged_value"], d["ged_dYS"], d["ged_dSS"], d["ged_dYY"]], atol=1e-6)
     np.testing.assert_allclose(ged, _ged_brute(d["ged_samples"], d["ged_gts"]), rtol=1e-12)

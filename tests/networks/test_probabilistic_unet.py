@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.distributions import Independent, Normal, kl_divergence
 
-from medloss.losses import PULASkiLoss
+from medloss.losses import PULASkiLoss, SinkhornDistanceLoss
 from medloss.metrics import generalized_energy_distance
 from medloss.networks import ProbabilisticUNet
 
@@ -190,9 +190,17 @@ def test_pulaski_loss_with_multiclass_labels_and_base_objective():
     net = _net(2, 3)
     image = torch.randn(2, 1, 8, 8)
     labels = torch.randint(0, 3, (2, 4, 1, 8, 8), generator=torch.Generator().manual_seed(0))
-    loss = PULASkiLoss(to_onehot_y=True, softmax=True, distance="sinkhorn", seed=0)(net, image, labels)
+    loss = PULASkiLoss(to_onehot_y=True, softmax=True, distance="sinkhorn", seed=0,
+                       model_generator=torch.Generator().manual_seed(4))(net, image, labels)
     loss.backward()
-    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+    # recompute: same rater draw (seed 0) and latent noise (seed 4), one-hot raters, softmax samples, N = R = 4
+    idx = torch.randint(4, (2,), generator=torch.Generator().manual_seed(0))
+    onehot = torch.nn.functional.one_hot(labels[:, :, 0], 3).permute(0, 1, 4, 2, 3).float()
+    with torch.no_grad():
+        out = net(image, rater=onehot[torch.arange(2), idx], num_samples=4, generator=torch.Generator().manual_seed(4))
+        expected = SinkhornDistanceLoss(reduction="none")(torch.softmax(out.samples, 2), onehot) + out.kl
+    assert loss.item() == pytest.approx(expected.mean().item(), rel=1e-5)
     with pytest.raises(ValueError, match="\\(B, R, 1"):
         PULASkiLoss(to_onehot_y=True, softmax=True)(net, image, torch.zeros(2, 4, 3, 8, 8))
 

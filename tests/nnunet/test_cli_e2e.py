@@ -17,10 +17,28 @@ def run(*cmd, env=None):
     return out
 
 
+def file_dice(prediction, reference, label=1):
+    """Dice of ``label`` between two label files (NaN when both are empty, as nnU-Net reports it)."""
+    import nibabel as nib
+    import numpy as np
+
+    p = np.asarray(nib.load(prediction).dataobj) == label
+    r = np.asarray(nib.load(reference).dataobj) == label
+    total = p.sum() + r.sum()
+    return 2.0 * (p & r).sum() / total if total else float("nan")
+
+
 def test_medloss_nnunet_path_prints_shim_folder():
     out = run(BIN / "medloss", "nnunet", "path")
     folder = Path(out.stdout.strip())
     assert (folder / "medloss_nnunet_trainers.py").exists()
+
+
+def test_medloss_nnunet_trainers_lists_every_trainer():
+    from medloss.nnunet import TRAINERS
+
+    out = run(BIN / "medloss", "nnunet", "trainers")
+    assert out.stdout.split() == list(TRAINERS)
 
 
 @pytest.mark.slow
@@ -45,4 +63,7 @@ def test_train_predict_evaluate_with_real_commands(nnunet_dataset, tmp_path):
     run(BIN / "nnUNetv2_evaluate_folder", nnunet_dataset["raw"] / "labelsTs", pred, "-djfile",
         model / "dataset.json", "-pfile", model / "plans.json", "-np", "1", env=env)
     summary = json.loads((pred / "summary.json").read_text())
-    assert 0.0 <= summary["foreground_mean"]["Dice"] <= 1.0
+    assert len(summary["metric_per_case"]) == 2
+    for case in summary["metric_per_case"]:  # nnU-Net scored the predicted files that medloss's predict wrote
+        assert case["metrics"]["1"]["Dice"] == pytest.approx(
+            file_dice(case["prediction_file"], case["reference_file"]), nan_ok=True)

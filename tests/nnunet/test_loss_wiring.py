@@ -54,6 +54,28 @@ def test_region_target_strips_ignore_channel():
     assert torch.equal(mask, ~target[:, -1:])
 
 
+def test_batch_inputs_reach_the_loss_next_to_the_keep_mask():
+    """The base trainer's wiring: BatchInputsLoss(NnUNetTerm(loss)) with per-batch values set by update()."""
+    from medloss.losses import BatchInputsLoss
+
+    seen = {}
+
+    def loss(input, target, groups, mask):
+        seen.update(groups=groups, mask=mask, target=target)
+        return input.mean()
+
+    term = BatchInputsLoss(NnUNetTerm(loss, has_regions=False, ignore_label=2, ignore_kwarg="mask"),
+                           {"groups": "groups"})
+    target = torch.tensor([0, 1, 2, 1]).reshape(1, 1, 4)
+    with pytest.raises(ValueError, match="no batch inputs"):
+        term(torch.zeros(1, 2, 4), target)
+    term.update(groups=torch.tensor([3]))
+    term(torch.zeros(1, 2, 4), target)
+    assert seen["groups"].tolist() == [3]
+    assert seen["mask"].tolist() == [[[True, True, False, True]]]
+    assert seen["target"].tolist() == [[[0, 1, 0, 1]]]  # ignored voxels become background
+
+
 def test_loss_without_masking_refuses_ignore_label():
     with pytest.raises(NotImplementedError, match="ignore label"):
         NnUNetTerm(Recorder(), has_regions=False, ignore_label=4, ignore_kwarg=None)

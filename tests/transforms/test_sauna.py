@@ -14,8 +14,15 @@ from hypothesis.extra.numpy import arrays
 from monai.data import MetaTensor
 from scipy import ndimage
 
-from medloss.transforms import SAUNATransform, SAUNATransformd, sauna_soft_label, sauna_to_label
-from medloss.transforms.sauna import _maps_chamfer_2d, chamfer_distance_cv2
+from medloss.transforms import (
+    SAUNADecode,
+    SAUNADecoded,
+    SAUNATransform,
+    SAUNATransformd,
+    sauna_soft_label,
+    sauna_to_label,
+)
+from medloss.transforms.sauna_kernels import chamfer_distance_cv2, sauna_chamfer_maps
 
 
 DATA = Path(__file__).parents[1] / "data" / "sauna"
@@ -61,7 +68,7 @@ def brute_force(mask, spacing):
 
 # ------------------------------------------------------------------------------------------------------------ anchor
 def test_chamfer_maps_bit_for_bit(ref2d):
-    maps = _maps_chamfer_2d(ref2d["mask"].astype(bool))
+    maps = sauna_chamfer_maps(ref2d["mask"].astype(bool))
     for ours, ref in [("d_in", "d_in_cv2"), ("d_out", "d_out_cv2"), ("boundary", "y_boundary"),
                       ("thickness", "y_thickness"), ("soft_label", "soft_label")]:
         assert maps[ours].dtype == np.float32
@@ -338,6 +345,37 @@ def test_sauna_to_label_multilabel_and_threshold():
     assert torch.equal(lab, expect)
 
 
+def test_decode_transforms_match_sauna_to_label():
+    label = multiclass_label()
+    soft = SAUNATransform(num_classes=5)(label)
+    # array transform: the round trip recovers the label map, for numpy and torch input
+    np.testing.assert_array_equal(SAUNADecode()(soft), label)
+    assert torch.equal(SAUNADecode()(torch.as_tensor(soft)), torch.as_tensor(label, dtype=torch.long))
+    logits = torch.randn(3, 6, 7, 5)
+    for kwargs in ({}, {"threshold": 0.4}, {"exclusive": False}, {"classes": [2, 5, 7]}):
+        assert torch.equal(SAUNADecode(**kwargs)(logits), sauna_to_label(logits, **kwargs))
+    # dictionary transform on MetaTensors: other keys untouched, metadata kept
+    affine = torch.diag(torch.tensor([0.5, 0.7, 2.0, 1.0], dtype=torch.float64))
+    pred = MetaTensor(torch.as_tensor(soft), affine=affine, meta={"filename_or_obj": "case_1.nii.gz"})
+    image = torch.zeros(1, 20, 22, 18)
+    out = SAUNADecoded(keys="pred")({"pred": pred, "image": image})
+    assert out["image"] is image
+    assert isinstance(out["pred"], MetaTensor) and out["pred"].dtype == torch.long
+    assert torch.equal(out["pred"].affine, affine) and out["pred"].meta["filename_or_obj"] == "case_1.nii.gz"
+    np.testing.assert_array_equal(out["pred"].numpy(), label)
+    masks = SAUNADecoded(keys=["pred"], exclusive=False, threshold=0.5)({"pred": pred})["pred"]
+    assert masks.dtype == torch.bool and torch.equal(masks.as_tensor(), pred.as_tensor() >= 0.5)
+    assert set(SAUNADecoded(keys=["pred", "x"], allow_missing_keys=True)({"pred": pred})) == {"pred"}
+    with pytest.raises(KeyError):
+        SAUNADecoded(keys="x")({"pred": pred})
+    with pytest.raises(ValueError, match="threshold"):
+        SAUNADecode(threshold=float("nan"))
+    with pytest.raises(ValueError, match="classes"):
+        SAUNADecode(classes=[1.5])
+    with pytest.raises(ValueError, match="one label per channel"):
+        SAUNADecode(classes=[1])(soft)
+
+
 # ------------------------------------------------------------------------------------------------------------- MONAI
 def test_dictionary_transform_with_metatensor():
     label = multiclass_label()
@@ -379,7 +417,7 @@ def test_dictionary_transform_with_metatensor():
         (np.stack([np.eye(3), np.eye(3)]), {"num_classes": 3}, "channels"),
         (np.stack([np.eye(3), np.eye(3)]), {"classes": [5]}, "not channels"),
         (np.zeros((1, 4, 4), dtype=np.complex64), {}, "dtype"),
-        ([[[0, 1]]], {}, "numpy array or a torch tensor"),
+        ([[[0, 1]]], {}, "numpy array or"),
         (np.zeros((1, 4, 4)), {"spacing": (1.0, 2.0, 3.0)}, "spacing"),
         (np.zeros((1, 4, 4)), {"spacing": (1.0, -2.0)}, "spacing"),
         (np.zeros((1, 4, 4)), {"spacing": "auto"}, "MetaTensor"),

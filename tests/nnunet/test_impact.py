@@ -1,33 +1,26 @@
 """IMPACT trainer: required extractor, full-resolution term, training steps with the tiny 3D extractor (CPU)."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-imp = pytest.importorskip("medloss.nnunet.trainers_impact")
+imp = pytest.importorskip("medloss.nnunet.impact")
 
 EXTRACTOR = Path(__file__).resolve().parents[1] / "data" / "fair_impact" / "tiny3d_impact.pt"
 
 
-def make_trainer(dataset, configuration="3d_tiny"):
-    pre = dataset["preprocessed"]
-    plans = json.loads((pre / "nnUNetPlans.json").read_text())
-    plans["continue_training"] = False
-    dataset_json = json.loads((pre / "dataset.json").read_text())
-    return imp.nnUNetTrainerMedlossIMPACT(plans=plans, configuration=configuration, fold=0,
-                                          dataset_json=dataset_json, device=torch.device("cpu"))
+NAME = "nnUNetTrainerMedlossIMPACT"
 
 
-def test_trains_with_tiny_extractor(nnunet_dataset, monkeypatch):
+def test_trains_with_tiny_extractor(make_trainer, monkeypatch):
     monkeypatch.setenv("MEDLOSS_MODEL", str(EXTRACTOR))
     monkeypatch.setenv("MEDLOSS_LAYER_WEIGHTS", "[1.0, 0.5]")
     monkeypatch.setenv("MEDLOSS_WEIGHT", "1.0")
     torch.manual_seed(0)
     np.random.seed(0)  # nnU-Net's data loader draws cases and crops from numpy's global RNG
-    tr = make_trainer(nnunet_dataset)
+    tr = make_trainer(NAME)
     assert tr.impact_model_path == str(EXTRACTOR)
     tr.initialize()
     tr.on_train_start()
@@ -35,7 +28,7 @@ def test_trains_with_tiny_extractor(nnunet_dataset, monkeypatch):
         batch = next(tr.dataloader_train)
         losses = [float(tr.train_step(batch)["loss"]) for _ in range(6)]
         assert np.all(np.isfinite(losses)) and min(losses[-2:]) < losses[0], losses
-        term = tr._medloss_loss
+        term = tr.medloss_loss
         assert term.full_resolution_only and term.calls == 6  # once per step, full resolution only
 
         # the added term is IMPACT(softmax foreground, one-hot foreground) on output[0] only, with fixed stats
@@ -49,6 +42,12 @@ def test_trains_with_tiny_extractor(nnunet_dataset, monkeypatch):
             fg = torch.softmax(out[0], 1)[:, 1:]
             manual = ref(fg, (t0 == 1).float(), stats=[0.0, 1.0, 0.5, 0.5]).mean()
             assert float(term.term(out[0], t0)) == pytest.approx(float(manual), rel=1e-5)
+            # and the trainer's loss is nnU-Net's Dice+CE + weight (1.0) x that term
+            from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+            base = nnUNetTrainer._build_loss(tr)(out, batch["target"])
+            assert float(manual) > 1e-4
+            assert float(tr.loss(out, batch["target"])) == pytest.approx(float(base + manual), rel=1e-5)
             # a perfect prediction scores 0, a wrong one does not
             perfect = torch.cat([(t0 == 0).float(), (t0 == 1).float()], 1) * 40 - 20
             assert float(term.term(perfect, t0)) < 1e-6 < float(term.term(-perfect, t0))
@@ -58,31 +57,32 @@ def test_trains_with_tiny_extractor(nnunet_dataset, monkeypatch):
         tr.on_train_end()
 
 
-def test_model_is_required(nnunet_dataset, monkeypatch):
+def test_model_is_required(make_trainer, monkeypatch):
     monkeypatch.delenv("MEDLOSS_MODEL", raising=False)
     with pytest.raises(ValueError, match="MEDLOSS_MODEL"):
-        make_trainer(nnunet_dataset)
+        make_trainer(NAME)
 
 
-def test_missing_model_file(nnunet_dataset, monkeypatch, tmp_path):
+def test_missing_model_file(make_trainer, monkeypatch, tmp_path):
     monkeypatch.setenv("MEDLOSS_MODEL", str(tmp_path / "nope.pt"))
     with pytest.raises(FileNotFoundError, match="nope.pt"):
-        make_trainer(nnunet_dataset)
+        make_trainer(NAME)
 
 
-def test_wrong_number_of_layer_weights(nnunet_dataset, monkeypatch):
+def test_wrong_number_of_layer_weights(make_trainer, monkeypatch):
     monkeypatch.setenv("MEDLOSS_MODEL", str(EXTRACTOR))
     monkeypatch.setenv("MEDLOSS_LAYER_WEIGHTS", "[1.0, 1.0, 1.0]")
-    tr = make_trainer(nnunet_dataset)
+    tr = make_trainer(NAME)
     with pytest.raises(ValueError, match="feature map"):
         tr.initialize()
 
 
 def test_region_term_uses_sigmoid_channels():
     from medloss.losses import IMPACTLoss
+    from medloss.nnunet.loss_wiring import activation_kwargs
 
     impact = IMPACTLoss(str(EXTRACTOR), weights=[1.0], reduction="none")
-    term = imp.IMPACTSegmentationTerm(impact, softmax=False)
+    term = imp.IMPACTSegmentationTerm(impact, **activation_kwargs(True))
     logits = torch.randn(2, 2, 16, 16, 16)
     target = torch.rand(2, 2, 16, 16, 16) > 0.5
     got = term(logits, target)
@@ -96,7 +96,7 @@ def test_2d_extractor_sweeps_the_patch():
 
     impact = IMPACTLoss(str(EXTRACTOR.with_name("tiny2d_impact.pt")), weights=[1.0, 1.0], in_channels=3,
                         spatial_dims=2, probe_shape=(16, 16), reduction="none")
-    term = imp.IMPACTSegmentationTerm(impact, softmax=True)
+    term = imp.IMPACTSegmentationTerm(impact)  # label dataset: softmax, one-hot target without background
     target = (torch.rand(2, 1, 8, 16, 16) > 0.7).to(torch.int16)
     perfect = torch.cat([(target == 0).float(), (target == 1).float()], 1) * 40 - 20
     assert float(term(perfect, target)) < 1e-6

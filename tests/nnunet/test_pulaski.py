@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-pul = pytest.importorskip("medloss.nnunet.trainers_pulaski")
+pul = pytest.importorskip("medloss.nnunet.pulaski")
 
 N_RATERS = 3
 
 
 def _raters_of(label):
-    """Rater 1 = the reference, rater 2 = one-voxel dilation, rater 3 = one-voxel erosion."""
+    """Rater 0 = the reference, rater 1 = one-voxel dilation, rater 2 = one-voxel erosion."""
     from scipy.ndimage import binary_dilation, binary_erosion
 
     return [label, binary_dilation(label > 0).astype(label.dtype), binary_erosion(label > 0).astype(label.dtype)]
@@ -22,34 +22,31 @@ def _raters_of(label):
 
 @pytest.fixture(scope="module")
 def rater_dataset(nnunet_dataset):
-    """Dataset511 with 3 rater folders, preprocessed into the '3d_tiny_raters' configuration."""
+    """Dataset511 with 3 raters in ratersTr/ (medloss's one multi-rater layout), preprocessed into '3d_tiny_raters'."""
     import nibabel as nib
+
+    from medloss.data import rater_path
 
     raw, pre = nnunet_dataset["raw"], nnunet_dataset["preprocessed"]
     plans_file = pre / "nnUNetPlans.json"
     plans_before = plans_file.read_text()
-    folders = [raw / f"labelsTr_rater{k}" for k in range(1, N_RATERS + 1)]
-    for f in folders:
-        f.mkdir()
+    (raw / "ratersTr").mkdir()
     for path in sorted((raw / "labelsTr").glob("*.nii.gz")):
         img = nib.load(path)
-        for f, r in zip(folders, _raters_of(np.asarray(img.dataobj))):
-            nib.save(nib.Nifti1Image(r.astype(np.uint8), img.affine), f / path.name)
-    config = pul.preprocess_raters(nnunet_dataset["id"], "3d_tiny")
-    yield {**nnunet_dataset, "configuration": config}
-    for f in folders:
-        shutil.rmtree(f)
+        case = path.name[: -len(".nii.gz")]
+        for k, r in enumerate(_raters_of(np.asarray(img.dataobj))):
+            nib.save(nib.Nifti1Image(r.astype(np.uint8), img.affine), rater_path(raw, case, k))
+    # the command line (medloss nnunet raters-preprocess) runs preprocess_raters
+    from medloss.cli import main
+
+    assert main(["nnunet", "raters-preprocess", "-d", str(nnunet_dataset["id"]), "-c", "3d_tiny"]) == 0
+    yield {**nnunet_dataset, "configuration": "3d_tiny_raters"}
+    shutil.rmtree(raw / "ratersTr")
     shutil.rmtree(pre / "nnUNetPlans_3d_tiny_raters", ignore_errors=True)
     plans_file.write_text(plans_before)
 
 
-def make_trainer(dataset, configuration):
-    pre = dataset["preprocessed"]
-    plans = json.loads((pre / "nnUNetPlans.json").read_text())
-    plans["continue_training"] = False
-    dataset_json = json.loads((pre / "dataset.json").read_text())
-    return pul.nnUNetTrainerMedlossPULASki(plans=plans, configuration=configuration, fold=0,
-                                           dataset_json=dataset_json, device=torch.device("cpu"))
+NAME = "nnUNetTrainerMedlossPULASki"
 
 
 def test_preprocessed_raters_are_stacked_with_the_reference(rater_dataset):
@@ -68,51 +65,44 @@ def test_preprocessed_raters_are_stacked_with_the_reference(rater_dataset):
     assert seg.shape == (1 + N_RATERS,) + seg0.shape[1:]
     np.testing.assert_array_equal(np.asarray(data), np.asarray(data0))
     np.testing.assert_array_equal(seg[0], seg0[0])
-    np.testing.assert_array_equal(seg[1], seg0[0])  # rater 1 is a copy of the reference
+    np.testing.assert_array_equal(seg[1], seg0[0])  # rater 0 is a copy of the reference
     assert (seg[2] >= seg[0]).all() and (seg[3] <= np.maximum(seg[0], 0)).all() and (seg[2] != seg[0]).any()
 
 
-def test_trains_on_three_raters_with_identical_crops(rater_dataset):
-    torch.manual_seed(0)
-    np.random.seed(0)  # nnU-Net's data loader draws cases and crops from numpy's global RNG
-    tr = make_trainer(rater_dataset, rater_dataset["configuration"])
-    tr.initialize()
-    tr.on_train_start()
-    try:
+def test_trains_on_three_raters_with_identical_crops(rater_dataset, started):
+    with started(NAME, configuration=rater_dataset["configuration"]) as tr:
         batch = next(tr.dataloader_train)
         full = batch["target"][0]
         assert full.shape[1] == 1 + N_RATERS and batch["target"][1].shape[1] == 1 + N_RATERS
-        # augmentation moved all channels together: rater 1 (a copy) still equals the reference everywhere,
+        # augmentation moved all channels together: rater 0 (a copy) still equals the reference everywhere,
         # the dilated rater still contains it and the eroded one is contained in it
         assert torch.equal(full[:, 1], full[:, 0])
         assert (full[:, 2] >= full[:, 0]).all() and (full[:, 3] <= full[:, 0]).all()
+        # the base trainer's hooks: the raters to the loss, the reference alone to nnU-Net's step
+        assert torch.equal(tr.medloss_batch_inputs(batch)["raters"], full[:, 1:])
+        step = tr.medloss_step_batch(batch)
+        assert all(torch.equal(t, b[:, :1]) for t, b in zip(step["target"], batch["target"]))
         losses = [float(tr.train_step(batch)["loss"]) for _ in range(6)]
         assert np.all(np.isfinite(losses)) and min(losses[-2:]) < losses[0], losses
-        obj = tr._medloss_loss
-        assert obj.calls == 6 and obj.raters.shape == (full.shape[0], N_RATERS) + tuple(full.shape[2:])
-        assert torch.equal(obj.raters.cpu(), full[:, 1:])
-        net = pul._unwrap(tr.network)
+        assert tr.medloss_loss.calls == 6
+        net = pul.unwrap_network(tr.network)
         assert net.posterior_net.to_params.weight.grad is not None  # the KL / posterior path is trained
         with torch.no_grad():
             val = tr.validation_step(next(tr.dataloader_val))
         assert np.isfinite(val["loss"]) and val["tp_hard"].shape == (1,)
-    finally:
-        tr.on_train_end()
 
 
-def test_objective_matches_pulaski_loss_and_ds_terms(rater_dataset):
+def test_objective_matches_pulaski_loss_and_ds_terms(rater_dataset, started):
     """Loss = PULASki(samples from the posterior, raters) + ds_weight * nnU-Net's Dice+CE on the lower heads."""
     from medloss.losses import PULASkiLoss
 
-    torch.manual_seed(1)
-    np.random.seed(1)  # nnU-Net's data loader draws cases and crops from numpy's global RNG
-    tr = make_trainer(rater_dataset, rater_dataset["configuration"])
-    tr.initialize()
-    tr.on_train_start()
-    try:
-        batch = tr.split_target(next(tr.dataloader_train))
-        obj = tr._medloss_loss
-        net = pul._unwrap(tr.network)
+    with started(NAME, seed=1, configuration=rater_dataset["configuration"]) as tr:
+        raw_batch = next(tr.dataloader_train)
+        raters = tr.medloss_batch_inputs(raw_batch)["raters"]
+        batch = tr.medloss_step_batch(raw_batch)
+        tr.medloss_inputs.update(raters=raters)
+        obj = tr.loss
+        net = pul.unwrap_network(tr.network)
         with torch.no_grad():
             out = tr.network(batch["data"])
             torch.manual_seed(5)
@@ -120,11 +110,12 @@ def test_objective_matches_pulaski_loss_and_ds_terms(rater_dataset):
             out = tr.network(batch["data"])  # refills the cache
             torch.manual_seed(5)
             ref = PULASkiLoss(include_background=False, to_onehot_y=True, softmax=True, kl_weight=tr.kl_weight,
-                              per_voxel=True)(pul._CachedSampler(net), batch["data"], obj.raters.unsqueeze(2))
+                              per_voxel=True)(pul.CachedFeatureSampler(net), batch["data"], raters.unsqueeze(2))
             w = obj.base.weight_factors
             aux = sum(w[k] * obj.base.loss(out[k], batch["target"][k]) for k in range(1, len(out)) if w[k])
-        assert tr.kl_weight == pytest.approx(1 / np.sqrt(32 ** 3))  # energy: anchor balance 1/sqrt(V)
-        assert float(got) == pytest.approx(float(ref + aux), rel=1e-5)
+        # the original implementation's KL balance in per-voxel units (energy distance: 1/sqrt(V))
+        assert tr.kl_weight == pytest.approx(1 / np.sqrt(32 ** 3))
+        assert float(ref) > 1e-4 and float(got) == pytest.approx(float(ref + aux), rel=1e-5)
 
         # warm-up: nnU-Net's Dice+CE on every head (prior mean at full resolution); posterior tied in with weight 0
         obj.enabled = False
@@ -135,40 +126,26 @@ def test_objective_matches_pulaski_loss_and_ds_terms(rater_dataset):
         warm.backward()
         grads = [p.grad for p in net.posterior_net.parameters()]
         assert all(g is not None and not g.any() for g in grads)
-    finally:
-        tr.on_train_end()
 
 
 @pytest.mark.parametrize("distance", ["energy", "sinkhorn"])
-def test_single_rater_on_a_plain_configuration(nnunet_dataset, monkeypatch, distance):
+def test_single_rater_on_a_plain_configuration(monkeypatch, distance, started):
     monkeypatch.setenv("MEDLOSS_DISTANCE", distance)
-    torch.manual_seed(0)
-    np.random.seed(0)  # nnU-Net's data loader draws cases and crops from numpy's global RNG
-    tr = make_trainer(nnunet_dataset, "3d_tiny")
-    tr.initialize()
-    # the anchor's KL balance in per-voxel units: 1/sqrt(V) for the energy distance, 1/V for squared OT costs
-    assert tr.kl_weight == pytest.approx(32.0 ** -3 if distance == "sinkhorn" else 32.0 ** -1.5)
-    tr.on_train_start()
-    try:
+    with started(NAME) as tr:
+        # the original implementation's KL balance in per-voxel units: 1/sqrt(V) (energy), 1/V (squared OT costs)
+        assert tr.kl_weight == pytest.approx(32.0 ** -3 if distance == "sinkhorn" else 32.0 ** -1.5)
         batch = next(tr.dataloader_train)
         assert batch["target"][0].shape[1] == 1
         losses = [float(tr.train_step(batch)["loss"]) for _ in range(2)]
         assert np.all(np.isfinite(losses))
-        assert torch.equal(tr._medloss_loss.raters.cpu(), batch["target"][0])  # R = 1: the reference
-    finally:
-        tr.on_train_end()
+        assert torch.equal(tr.medloss_batch_inputs(batch)["raters"], batch["target"][0])  # R = 1: the reference
 
 
-def test_wrong_number_of_raters_is_an_error(rater_dataset, monkeypatch):
+def test_wrong_number_of_raters_is_an_error(rater_dataset, monkeypatch, started):
     monkeypatch.setenv("MEDLOSS_NUM_RATERS", "2")
-    tr = make_trainer(rater_dataset, rater_dataset["configuration"])
-    tr.initialize()
-    tr.on_train_start()
-    try:
+    with started(NAME, configuration=rater_dataset["configuration"]) as tr:
         with pytest.raises(ValueError, match="num_raters=2"):
             tr.train_step(next(tr.dataloader_train))
-    finally:
-        tr.on_train_end()
 
 
 def _predictor(tr, state):
@@ -187,13 +164,13 @@ def _predictor(tr, state):
     return pred, net
 
 
-def test_inference_prior_mean_and_sample_average(nnunet_dataset, monkeypatch):
+def test_inference_prior_mean_and_sample_average(monkeypatch, make_trainer):
     torch.manual_seed(0)
     np.random.seed(0)  # nnU-Net's data loader draws cases and crops from numpy's global RNG
-    tr = make_trainer(nnunet_dataset, "3d_tiny")
+    tr = make_trainer(NAME)
     tr.initialize()
     # make the latent matter (the untrained head starts at zero)
-    net = pul._unwrap(tr.network)
+    net = pul.unwrap_network(tr.network)
     torch.nn.init.normal_(net.head_rest[-1].weight, std=0.5)
     torch.nn.init.normal_(net.prior_net.to_params.weight, std=0.5)
     state = net.state_dict()
@@ -237,10 +214,10 @@ def _features(net, image):
     return caught[0]
 
 
-def test_untrained_wrapper_predicts_like_plain_nnunet(nnunet_dataset):
-    tr = make_trainer(nnunet_dataset, "3d_tiny")
+def test_untrained_wrapper_predicts_like_plain_nnunet(make_trainer):
+    tr = make_trainer(NAME)
     tr.initialize()
-    net = pul._unwrap(tr.network).eval()
+    net = pul.unwrap_network(tr.network).eval()
     image = torch.randn(2, 1, 32, 32, 32)
     with torch.no_grad():
         out = net(image)
@@ -249,44 +226,33 @@ def test_untrained_wrapper_predicts_like_plain_nnunet(nnunet_dataset):
     assert torch.allclose(out[0], plain[0], atol=1e-6) and all(torch.equal(a, b) for a, b in zip(out[1:], plain[1:]))
 
 
-def test_rater_layout_errors(tmp_path):
-    ds = {"file_ending": ".nii.gz", "channel_names": {"0": "x"}, "labels": {"background": 0, "a": 1}}
-    for sub in ("imagesTr", "labelsTr"):
-        (tmp_path / sub).mkdir()
-    for c in ("c1", "c2"):
-        (tmp_path / "imagesTr" / f"{c}_0000.nii.gz").touch()
-        (tmp_path / "labelsTr" / f"{c}.nii.gz").touch()
-    with pytest.raises(FileNotFoundError, match="labelsTr_rater1"):
-        pul.find_rater_files(str(tmp_path), ds)
-    (tmp_path / "labelsTr_rater1").mkdir()
-    (tmp_path / "labelsTr_rater3").mkdir()
-    with pytest.raises(ValueError, match="without gaps"):
-        pul.find_rater_files(str(tmp_path), ds)
-    os.rename(tmp_path / "labelsTr_rater3", tmp_path / "labelsTr_rater2")
-    for k in (1, 2):
-        (tmp_path / f"labelsTr_rater{k}" / "c1.nii.gz").touch()
-    (tmp_path / "labelsTr_rater1" / "c2.nii.gz").touch()
-    with pytest.raises(FileNotFoundError, match="labelsTr_rater2/c2.nii.gz"):
-        pul.find_rater_files(str(tmp_path), ds)
-    (tmp_path / "labelsTr_rater2" / "c2.nii.gz").touch()
-    found = pul.find_rater_files(str(tmp_path), ds)
-    assert [os.path.basename(os.path.dirname(p)) for p in found["c2"]["raters"]] == ["labelsTr_rater1",
-                                                                                     "labelsTr_rater2"]
+def test_missing_rater_file_is_named(rater_dataset):
+    from medloss.data import rater_path
+
+    path = rater_path(rater_dataset["raw"], "vessel_002", 1)
+    content = path.read_bytes()
+    path.unlink()
+    try:
+        with pytest.raises(ValueError, match="vessel_002"):
+            pul.preprocess_raters(rater_dataset["id"], "3d_tiny", output_configuration="3d_tiny_broken")
+    finally:
+        path.write_bytes(content)
+    plans = json.loads((rater_dataset["preprocessed"] / "nnUNetPlans.json").read_text())
+    assert "3d_tiny_broken" not in plans["configurations"]
 
 
-def test_regions_and_bad_distance_are_refused(nnunet_dataset, monkeypatch):
+def test_regions_ignore_label_and_bad_distance_are_refused(nnunet_dataset, monkeypatch, make_trainer):
     monkeypatch.setenv("MEDLOSS_DISTANCE", "wasserstein")
     with pytest.raises(ValueError, match="energy"):
-        make_trainer(nnunet_dataset, "3d_tiny")
+        make_trainer(NAME)
     monkeypatch.delenv("MEDLOSS_DISTANCE")
-    pre = nnunet_dataset["preprocessed"]
-    plans = json.loads((pre / "nnUNetPlans.json").read_text())
-    plans["continue_training"] = False
-    dataset_json = json.loads((pre / "dataset.json").read_text())
+    dataset_json = json.loads((nnunet_dataset["preprocessed"] / "dataset.json").read_text())
     dataset_json["labels"] = {"background": 0, "vessel": [1], "ignore": 2}
-    with pytest.raises(NotImplementedError, match="ignore label"):
-        pul.nnUNetTrainerMedlossPULASki(plans=plans, configuration="3d_tiny", fold=0, dataset_json=dataset_json,
-                                        device=torch.device("cpu"))
+    with pytest.raises(NotImplementedError, match="nnUNetTrainerMedlossPULASki does not support .*ignore label"):
+        make_trainer(NAME, dataset_json=dataset_json)
+    dataset_json.update(labels={"background": 0, "vessel": [1, 2], "thin": 2}, regions_class_order=[1, 2])
+    with pytest.raises(NotImplementedError, match="(?s)region-based labels.*drop the raters"):
+        make_trainer(NAME, dataset_json=dataset_json)
 
 
 def test_epoch_variant_pickles():
@@ -297,7 +263,7 @@ def test_epoch_variant_pickles():
 
 
 @pytest.mark.slow
-def test_train_validate_and_predict_from_results_folder(rater_dataset, tmp_path, monkeypatch):
+def test_train_validate_and_predict_from_results_folder(rater_dataset, tmp_path, monkeypatch, make_trainer):
     """One epoch on the rater configuration, nnU-Net's final validation, then nnUNetPredictor from the results
     folder, which finds the trainer by name (nnUNet_extTrainer) and rebuilds the network with the staticmethod."""
     import nibabel as nib
@@ -305,15 +271,23 @@ def test_train_validate_and_predict_from_results_folder(rater_dataset, tmp_path,
 
     torch.manual_seed(0)
     np.random.seed(0)  # nnU-Net's data loader draws cases and crops from numpy's global RNG
-    tr = make_trainer(rater_dataset, rater_dataset["configuration"])
+    tr = make_trainer(NAME, rater_dataset["configuration"])
     tr.run_training()
     tr.perform_actual_validation(False)
     summary = json.loads(open(os.path.join(tr.output_folder, "validation", "summary.json")).read())
-    assert 0.0 <= summary["foreground_mean"]["Dice"] <= 1.0  # scored against labelsTr (the reference)
+    assert summary["metric_per_case"]
+    for case in summary["metric_per_case"]:  # scored against labelsTr (the reference), not against a rater
+        name = os.path.basename(case["prediction_file"])
+        reference = nib.load(rater_dataset["raw"] / "labelsTr" / name).dataobj
+        pred_seg = np.asarray(nib.load(case["prediction_file"]).dataobj) == 1
+        ref_seg = np.asarray(reference) == 1
+        total = pred_seg.sum() + ref_seg.sum()
+        dice = 2.0 * (pred_seg & ref_seg).sum() / total if total else float("nan")
+        assert case["metrics"]["1"]["Dice"] == pytest.approx(dice, nan_ok=True)
 
     shim = tmp_path / "ext"
     shim.mkdir()
-    (shim / "medloss_pulaski_shim.py").write_text("from medloss.nnunet.trainers_pulaski import *  # noqa\n")
+    (shim / "medloss_pulaski_shim.py").write_text("from medloss.nnunet.pulaski import *  # noqa\n")
     monkeypatch.setenv("nnUNet_extTrainer", str(shim))
     pred = nnUNetPredictor(tile_step_size=0.5, use_mirroring=False, perform_everything_on_device=False,
                            device=torch.device("cpu"), verbose=False, allow_tqdm=False)

@@ -1,28 +1,32 @@
 """nnU-Net v2 trainer for PULASki: nnU-Net's network as a probabilistic U-Net trained against several raters.
 
-Multi-rater dataset layout
---------------------------
-A normal nnU-Net raw dataset plus one label folder per rater, same file names and grid as ``labelsTr``::
+Chatterjee et al., "PULASki: Learning inter-rater variability using statistical distances to improve probabilistic
+segmentation", Medical Image Analysis 2025, https://arxiv.org/abs/2312.15686; Kohl et al., "A Probabilistic U-Net
+for Segmentation of Ambiguous Images", NeurIPS 2018, https://arxiv.org/abs/1806.05034;
+:class:`medloss.losses.PULASkiLoss`.
+
+Multi-rater dataset layout: medloss's one multi-rater layout (:mod:`medloss.data.layout`): a normal nnU-Net raw
+dataset plus one map per rater and case in ``ratersTr/``, on the grid of the case's image, raters numbered from 0::
 
     DatasetXXX_Name/
         dataset.json
         imagesTr/<case>_0000.nii.gz
         labelsTr/<case>.nii.gz              reference segmentation (majority vote, or any one rater)
-        labelsTr_rater1/<case>.nii.gz       rater 1
-        labelsTr_rater2/<case>.nii.gz       rater 2
-        ...                                 (raters numbered 1..R; every case needs a file from every rater)
+        ratersTr/<case>_rater0.nii.gz       rater 0
+        ratersTr/<case>_rater1.nii.gz       rater 1
+        ...                                 (raters 0..R-1; every case needs a map from every rater)
 
-(With an explicit ``"dataset"`` list in ``dataset.json``, a case entry may instead give ``"raters": [path, ...]``.)
 The reference in ``labelsTr`` is what nnU-Net plans from, what its final validation scores against and what the
 auxiliary low-resolution deep-supervision heads are trained on; the PULASki term sees only the raters.
 
-Preprocessing (after the usual ``nnUNetv2_plan_and_preprocess``): :func:`preprocess_raters` runs nnU-Net's own
-preprocessor on every training case with the reference and the R rater maps stacked as the channels of one
-segmentation, so they are transposed, cropped and resampled exactly like the image, and writes them to a separate
-data folder under a new plans configuration ``<configuration>_raters`` (``data_identifier``
-``<plans>_<configuration>_raters``; the standard preprocessed data is left untouched)::
+Preprocessing (after the usual ``nnUNetv2_plan_and_preprocess``): :func:`preprocess_raters` (the command
+``medloss nnunet raters-preprocess -d DATASET -c CONFIGURATION``) runs nnU-Net's own preprocessor on every training
+case with the reference and the R rater maps stacked as the channels of one segmentation, so they are transposed,
+cropped and resampled exactly like the image, and writes them to a separate data folder under a new plans
+configuration ``<configuration>_raters`` (``data_identifier`` ``<plans>_<configuration>_raters``; the standard
+preprocessed data is left untouched)::
 
-    from medloss.nnunet.trainers_pulaski import preprocess_raters
+    from medloss.nnunet import preprocess_raters
     preprocess_raters(501, "3d_fullres")            # adds configuration "3d_fullres_raters"
     # nnUNetv2_train 501 3d_fullres_raters 0 -tr nnUNetTrainerMedlossPULASki
 
@@ -37,59 +41,26 @@ from __future__ import annotations
 
 import math
 import os
-import re
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from medloss.nnunet.base import add_epoch_variants, nnUNetTrainerMedloss
+from medloss.data import list_rater_files
+from medloss.nnunet.base import add_epoch_variants, nnUNetTrainerMedloss, resolve_hyperparameters
+from medloss.nnunet.loss_wiring import AddedTerm
+from medloss.nnunet.preprocessing import add_derived_configuration, load_plans_for_extra_channels
 
-RATER_FOLDER = re.compile(r"^labelsTr_rater(\d+)$")
+#: Why region-based labels are not supported.
+REGIONS_NOTE = ("Rater maps are label maps, and nnU-Net's conversion of a segmentation to regions keeps only its "
+                "first channel, which would drop the raters.")
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # multi-rater preprocessing
 # ----------------------------------------------------------------------------------------------------------------
-def find_rater_files(raw_dataset_folder: str, dataset_json: dict) -> Dict[str, Dict[str, Any]]:
-    """``{case: {"images": [...], "label": reference, "raters": [rater 1, ..., rater R]}}`` of a multi-rater dataset.
-
-    Raises:
-        FileNotFoundError: no ``labelsTr_rater<k>`` folder (and no ``"raters"`` entries), or a missing rater file.
-        ValueError: raters not numbered 1..R, or cases with different numbers of raters.
-    """
-    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
-
-    cases = get_filenames_of_train_images_and_targets(raw_dataset_folder, dict(dataset_json))
-    explicit = "dataset" in dataset_json
-    if explicit and all("raters" in dataset_json["dataset"][c] for c in cases):
-        for c in cases:
-            cases[c]["raters"] = [p if os.path.isabs(p) else os.path.join(raw_dataset_folder, p)
-                                  for p in dataset_json["dataset"][c]["raters"]]
-    else:
-        numbers = sorted(int(m.group(1)) for d in os.listdir(raw_dataset_folder)
-                         if (m := RATER_FOLDER.match(d)) and os.path.isdir(os.path.join(raw_dataset_folder, d)))
-        if not numbers:
-            raise FileNotFoundError(
-                f"no rater folders in {raw_dataset_folder}: expected labelsTr_rater1/, labelsTr_rater2/, ... holding "
-                "<case><file_ending> label maps (see medloss.nnunet.trainers_pulaski)."
-            )
-        if numbers != list(range(1, len(numbers) + 1)):
-            raise ValueError(f"rater folders must be numbered labelsTr_rater1..R without gaps, found {numbers}.")
-        ending = dataset_json["file_ending"]
-        for c in cases:
-            cases[c]["raters"] = [os.path.join(raw_dataset_folder, f"labelsTr_rater{k}", c + ending) for k in numbers]
-    counts = {len(v["raters"]) for v in cases.values()}
-    if len(counts) != 1 or 0 in counts:
-        raise ValueError(f"every case needs the same number (>= 1) of rater maps, found {sorted(counts)}.")
-    missing = [p for v in cases.values() for p in v["raters"] if not os.path.isfile(p)]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} rater file(s) missing, e.g. {missing[:5]}.")
-    return cases
-
-
 def preprocess_raters(
     dataset: Any,
     configuration: str = "3d_fullres",
@@ -101,7 +72,7 @@ def preprocess_raters(
     Needs the plans (``nnUNetv2_plan_and_preprocess`` or ``nnUNetv2_plan_experiment``) and the raw dataset. The new
     configuration ``output_configuration`` (default ``<configuration>_raters``) inherits ``configuration`` and gets
     its own ``data_identifier``; every training case is preprocessed by the configuration's preprocessor with the
-    segmentation ``[reference, rater 1, ..., rater R]`` (``(1 + R, *spatial)``) and saved there. The plans entry
+    segmentation ``[reference, rater 0, ..., rater R-1]`` (``(1 + R, *spatial)``) and saved there. The plans entry
     records ``"medloss": {"num_raters": R}``, which the trainer checks. Its targets have ``1 + R`` channels: only
     :class:`nnUNetTrainerMedlossPULASki` can train on it (other trainers expect one channel).
 
@@ -112,44 +83,37 @@ def preprocess_raters(
         output_configuration: name of the new configuration.
 
     Raises:
-        FileNotFoundError / ValueError: see :func:`find_rater_files`; rater maps whose shape differs from the image
-        or with labels unknown to ``dataset.json``.
+        ValueError: missing or misnamed rater files (see :func:`medloss.data.list_rater_files`), rater maps whose
+            shape differs from the image or with labels unknown to ``dataset.json``.
+        NotImplementedError: region-based labels or an ignore label (see :class:`nnUNetTrainerMedlossPULASki`).
     """
-    from batchgenerators.utilities.file_and_folder_operations import load_json, save_json
+    from batchgenerators.utilities.file_and_folder_operations import save_json
     from nnunetv2 import paths
     from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params, nnUNetDatasetBlosc2
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
-    name = maybe_convert_to_dataset_name(dataset)
+    name, plans_file, plans, dataset_json = load_plans_for_extra_channels(
+        dataset, configuration, plans_identifier, "PULASki", REGIONS_NOTE)
     raw_folder = os.path.join(paths.nnUNet_raw, name)
-    pre_folder = os.path.join(paths.nnUNet_preprocessed, name)
-    plans_file = os.path.join(pre_folder, plans_identifier + ".json")
-    plans = load_json(plans_file)
-    if configuration not in plans["configurations"]:
-        raise ValueError(
-            f"{plans_file} has no configuration {configuration!r}; known: {list(plans['configurations'])}.")
-    dataset_json = load_json(os.path.join(raw_folder, "dataset.json"))
-    cases = find_rater_files(raw_folder, dataset_json)
-    num_raters = len(next(iter(cases.values()))["raters"])
+    cases = get_filenames_of_train_images_and_targets(raw_folder, dataset_json)
+    raters = list_rater_files(raw_folder, "Tr", cases=list(cases), file_ending=dataset_json["file_ending"])
+    num_raters = len(next(iter(raters.values())))
 
     output_configuration = output_configuration or f"{configuration}_raters"
-    plans["configurations"][output_configuration] = {
-        "inherits_from": configuration,
-        "data_identifier": f"{plans_identifier}_{output_configuration}",
-        "medloss": {**plans["configurations"][configuration].get("medloss", {}), "num_raters": num_raters},
-    }
+    add_derived_configuration(plans, configuration, output_configuration, plans_identifier, num_raters=num_raters)
     plans_manager = PlansManager(plans)
     cm = plans_manager.get_configuration(output_configuration)
     labels = set(plans_manager.get_label_manager(dataset_json).all_labels)
-    out_folder = os.path.join(pre_folder, cm.data_identifier)
+    out_folder = os.path.join(paths.nnUNet_preprocessed, name, cm.data_identifier)
     os.makedirs(out_folder, exist_ok=True)
     preprocessor = cm.preprocessor_class(verbose=False)
     rw = plans_manager.image_reader_writer_class()
     for case, files in cases.items():
         data, properties = rw.read_images(files["images"])
-        maps = [rw.read_seg(files["label"])[0]] + [rw.read_seg(p)[0] for p in files["raters"]]
-        for path, m in zip([files["label"]] + files["raters"], maps):
+        seg_files = [files["label"]] + raters[case]
+        maps = [rw.read_seg(p)[0] for p in seg_files]
+        for path, m in zip(seg_files, maps):
             if m.shape[1:] != data.shape[1:]:
                 raise ValueError(f"{path}: shape {m.shape[1:]} differs from the image {data.shape[1:]} of {case}.")
             unknown = set(np.unique(m).tolist()) - labels
@@ -188,6 +152,22 @@ class ProbabilisticNnUNet(nn.Module):
     ``num_prediction_samples`` prior samples, so that nnU-Net's own decoding turns
     it into the sample-averaged probabilities. With ``keep_features`` the last ``(image, features, prior)`` is kept
     in :attr:`cache` for the PULASki loss (set by the trainer).
+
+    Args:
+        network: nnU-Net's network (``PlainConvUNet`` or any network whose ``decoder.seg_layers[-1]`` is the last 1x1
+            segmentation convolution).
+        spatial_dims: 2 or 3.
+        in_channels: image channels.
+        out_channels: segmentation heads (logit channels).
+        latent_dim: dimension of z (Kohl et al.: 6).
+        head_layers: 1x1 convolutions of the latent head (>= 1).
+        encoder_channels: channels of the prior/posterior encoder levels.
+        encoder_strides: strides between the encoder levels (one fewer than ``encoder_channels``).
+        prediction: ``"mean"`` (prior-mean latent) or ``"samples"`` (average of prior samples) at inference.
+        num_prediction_samples: prior samples averaged with ``prediction="samples"``.
+
+    Raises:
+        ValueError: unknown ``prediction``, or ``latent_dim``, ``head_layers``, ``num_prediction_samples`` < 1.
     """
 
     def __init__(self, network: nn.Module, spatial_dims: int, in_channels: int, out_channels: int,
@@ -197,7 +177,7 @@ class ProbabilisticNnUNet(nn.Module):
         from monai.networks.layers.factories import Conv
         from monai.networks.layers.utils import get_act_layer
 
-        from medloss.networks.probabilistic_unet import _GaussianEncoder
+        from medloss.networks.probabilistic_unet import GaussianEncoder
 
         if prediction not in ("mean", "samples"):
             raise ValueError(f"prediction must be 'mean' or 'samples', got {prediction!r}.")
@@ -209,8 +189,8 @@ class ProbabilisticNnUNet(nn.Module):
         self.prediction, self.num_prediction_samples = prediction, int(num_prediction_samples)
         act = ("LEAKYRELU", {"negative_slope": 0.01})
         enc = (tuple(encoder_channels), tuple(encoder_strides), self.latent_dim, act, "INSTANCE", 0.0)
-        self.prior_net = _GaussianEncoder(spatial_dims, in_channels, *enc)
-        self.posterior_net = _GaussianEncoder(spatial_dims, in_channels + self.out_channels, *enc)
+        self.prior_net = GaussianEncoder(spatial_dims, in_channels, *enc)
+        self.posterior_net = GaussianEncoder(spatial_dims, in_channels + self.out_channels, *enc)
         seg_layer = self.net.decoder.seg_layers[-1]
         f = seg_layer.in_channels
         conv = Conv[Conv.CONV, spatial_dims]
@@ -269,8 +249,24 @@ class ProbabilisticNnUNet(nn.Module):
         return full
 
 
-class _CachedSampler:
-    """Adapter giving :class:`medloss.losses.PULASkiLoss` the model interface, from the wrapper's cached features."""
+def unwrap_network(network: nn.Module) -> ProbabilisticNnUNet:
+    """The :class:`ProbabilisticNnUNet` inside a trainer's network (unwrapping DDP and ``torch.compile``)."""
+    if isinstance(network, DistributedDataParallel):
+        network = network.module
+    return getattr(network, "_orig_mod", network)
+
+
+class CachedFeatureSampler:
+    """The model interface :class:`medloss.losses.PULASkiLoss` calls, served from the wrapper's cached features.
+
+    ``sampler(image, rater, num_samples, generator)`` conditions the posterior on ``rater`` and decodes
+    ``num_samples`` posterior latents with the features that :class:`ProbabilisticNnUNet` kept from its last forward
+    pass (``image`` is ignored: the cached image is the one the features belong to), so the backbone is not run
+    again.
+
+    Args:
+        net: a :class:`ProbabilisticNnUNet` with a filled :attr:`~ProbabilisticNnUNet.cache`.
+    """
 
     def __init__(self, net: ProbabilisticNnUNet):
         self.net = net
@@ -283,57 +279,79 @@ class _CachedSampler:
 
         cached_image, features, prior = self.net.cache
         posterior = self.net.posterior_net(torch.cat([cached_image, rater.to(cached_image.dtype)], dim=1))
-        z = ProbabilisticUNet._rsample(posterior, int(num_samples), generator)
+        z = ProbabilisticUNet.rsample(posterior, int(num_samples), generator)
         return ProbabilisticUNetOutput(self.net.logits(features, z), prior, posterior,
                                        kl_divergence(posterior, prior))
 
 
-def _unwrap(network: nn.Module) -> ProbabilisticNnUNet:
-    if isinstance(network, DistributedDataParallel):
-        network = network.module
-    return getattr(network, "_orig_mod", network)
+class PULASkiTerm(nn.Module):
+    """The PULASki loss of a batch, called as a loss term: ``term(logits, target, raters)``.
+
+    The logits and the target are not used: :class:`medloss.losses.PULASkiLoss` draws posterior samples from the
+    features the network cached in its forward pass (:class:`CachedFeatureSampler`) and compares them with the
+    raters. The cache is cleared after the call.
+
+    Args:
+        pulaski: a :class:`medloss.losses.PULASkiLoss` built with ``to_onehot_y=True`` (raters are label maps).
+        network_getter: returns the trainer's (possibly wrapped) network.
+
+    Shapes:
+        ``raters``: ``(B, R, *spatial)`` label maps at full resolution. Returns a scalar.
+
+    Raises:
+        RuntimeError: the network has no cached features (it did not run since the last call).
+    """
+
+    def __init__(self, pulaski: nn.Module, network_getter: Callable[[], nn.Module]):
+        super().__init__()
+        self.pulaski = pulaski
+        self.network_getter = network_getter
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, raters: torch.Tensor) -> torch.Tensor:
+        net = unwrap_network(self.network_getter())
+        if net.cache is None:
+            raise RuntimeError("the PULASki term needs the features the network caches in its forward pass; "
+                               "set keep_features (the trainer does this in initialize()).")
+        image = net.cache[0]
+        value = self.pulaski(CachedFeatureSampler(net), image, raters.to(image.device).unsqueeze(2))
+        net.cache = None
+        return value
 
 
-class PULASkiObjective(nn.Module):
+class PULASkiObjective(AddedTerm):
     """The PULASki trainer's loss, called as nnU-Net calls a loss: ``(output, reference target)``.
 
     ``weight * PULASki(raters) + ds_weight * sum_{k >= 1} w_k DiceCE(output[k], reference[k])``: the PULASki term
-    (:class:`medloss.losses.PULASkiLoss`: distance between N posterior samples and the R raters + ``kl_weight`` x
-    KL) on the full-resolution head, nnU-Net's Dice+CE with its deep-supervision weights ``w_k`` on the
-    lower-resolution heads. While disabled (warm-up), nnU-Net's full Dice+CE on every head (the full-resolution one
-    at the prior mean) is used instead. The trainer sets :attr:`raters` ``(B, R, *spatial)`` before every step.
+    (:class:`PULASkiTerm`: distance between N posterior samples and the R raters + ``kl_weight`` x KL) on the
+    full-resolution head, nnU-Net's Dice+CE with its deep-supervision weights ``w_k`` on the lower-resolution heads.
+    While disabled (warm-up), nnU-Net's full Dice+CE on every head (the full-resolution one at the prior mean) is
+    used instead.
+
+    Args:
+        base: nnU-Net's Dice+CE, deep-supervision wrapped (``DeepSupervisionWrapper``) or not.
+        term: the PULASki term (as the trainer wires it: raters routed by :class:`medloss.losses.BatchInputsLoss`).
+        weight: factor of the PULASki term.
+        ds_weight: factor of the low-resolution Dice+CE.
+        network_getter: returns the trainer's network (its idle posterior joins the warm-up loss with weight 0, so
+            that DDP sees gradients for every parameter).
     """
 
-    def __init__(self, base: nn.Module, pulaski: nn.Module, network_getter, weight: float, ds_weight: float):
-        super().__init__()
-        self.base, self.pulaski = base, pulaski
+    def __init__(self, base: nn.Module, term: nn.Module, weight: float, ds_weight: float,
+                 network_getter: Callable[[], nn.Module]):
+        super().__init__(base, term, weight, full_resolution_only=True,
+                         ds_weights=getattr(base, "weight_factors", None))
+        self.ds_weight = float(ds_weight)
         self.network_getter = network_getter
-        self.weight, self.ds_weight = float(weight), float(ds_weight)
-        self.raters: Optional[torch.Tensor] = None
-        self.enabled = True
-        self.seconds, self.calls = 0.0, 0
 
     def forward(self, output, target):
-        from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
-
         if not self.enabled:
-            # warm-up: plain Dice+CE; the idle posterior joins the graph with weight 0 so that DDP sees its gradients
-            posterior = _unwrap(self.network_getter()).posterior_net
+            posterior = unwrap_network(self.network_getter()).posterior_net
             return self.base(output, target) + 0.0 * sum(p.sum() for p in posterior.parameters())
-        import time
-
-        t0 = time.perf_counter()
-        net = _unwrap(self.network_getter())
-        if net.cache is None or self.raters is None:
-            raise RuntimeError("PULASkiObjective needs the network's cached features and the batch's raters.")
-        image = net.cache[0]
-        raters = self.raters.to(image.device).unsqueeze(2)  # (B, R, 1, *spatial) label maps
-        total = self.weight * self.pulaski(_CachedSampler(net), image, raters)
-        net.cache = None
-        self.seconds += time.perf_counter() - t0
+        deep = isinstance(output, (list, tuple))
         self.calls += 1
-        if isinstance(output, (list, tuple)) and isinstance(self.base, DeepSupervisionWrapper) and self.ds_weight:
-            w = self.base.weight_factors
+        total = self.weight * self.timed(self.term, output[0] if deep else output, target[0] if deep else target)
+        if deep and self.ds_weights is not None and self.ds_weight:
+            w = self.ds_weights
             aux = sum(w[k] * self.base.loss(output[k], target[k]) for k in range(1, len(output)) if w[k] != 0)
             total = total + self.ds_weight * aux
         return total
@@ -342,32 +360,30 @@ class PULASkiObjective(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 # the trainer
 # ----------------------------------------------------------------------------------------------------------------
-def _architecture_hyperparameters(configuration_manager) -> Dict[str, Any]:
-    """Network-shaping hyperparameters, resolved as the trainer does (defaults < plans ``medloss`` < env), so that
-    ``build_network_architecture`` (a staticmethod, also used by nnUNetPredictor) builds the trained network."""
-    from medloss.nnunet.base import _parse_env
+_ARCHITECTURE_KEYS = ("latent_dim", "head_layers", "encoder_levels", "prediction", "num_prediction_samples")
 
-    keys = ("latent_dim", "head_layers", "encoder_levels", "prediction", "num_prediction_samples")
-    defaults = nnUNetTrainerMedlossPULASki.medloss_defaults
-    values = {k: defaults[k] for k in keys}
-    values.update({k: v for k, v in (configuration_manager.configuration.get("medloss") or {}).items() if k in keys})
-    for k in keys:
-        env = f"MEDLOSS_{k.upper()}"
-        if env in os.environ:
-            values[k] = _parse_env(os.environ[env], defaults[k])
-    return values
+
+def architecture_hyperparameters(configuration_manager) -> Dict[str, Any]:
+    """The network-shaping hyperparameters, resolved as the trainer resolves them (defaults < plans < env).
+
+    ``build_network_architecture`` is a staticmethod (nnUNetPredictor calls it without a trainer), so it resolves
+    them itself; the result is the trained network's architecture as long as the values come from the plans.
+    """
+    defaults = {k: nnUNetTrainerMedlossPULASki.medloss_defaults[k] for k in _ARCHITECTURE_KEYS}
+    return resolve_hyperparameters(defaults, configuration_manager.configuration.get("medloss") or {})[0]
 
 
 class nnUNetTrainerMedlossPULASki(nnUNetTrainerMedloss):
     """PULASki (Chatterjee et al., MedIA 2025): nnU-Net's network as a probabilistic U-Net trained on R raters.
 
-    https://arxiv.org/abs/2312.15686 ; probabilistic U-Net: Kohl et al., NeurIPS 2018. The network is
-    :class:`ProbabilisticNnUNet` (nnU-Net's architecture from the plans + prior/posterior encoders + a latent head
-    before the segmentation layer). Every step draws one rater per item, conditions the posterior on it, samples
-    ``num_samples`` segmentations (default N = R) and compares their softmax probabilities with the R raters by the
-    ``distance`` (``"energy"``, PULASki's "Hausdorff" option, or ``"sinkhorn"``), plus ``kl_weight`` x KL; see
-    :class:`PULASkiObjective` for the full loss and the module docstring for the multi-rater data layout and
+    The network is :class:`ProbabilisticNnUNet` (nnU-Net's architecture from the plans + prior/posterior encoders +
+    a latent head before the segmentation layer). Every step draws one rater per item, conditions the posterior on
+    it, samples ``num_samples`` segmentations (default N = R) and compares their softmax probabilities with the R
+    raters by the ``distance`` (``"energy"``, PULASki's "Hausdorff" option, or ``"sinkhorn"``), plus ``kl_weight`` x
+    KL; see :class:`PULASkiObjective` for the full loss and the module docstring for the multi-rater data layout and
     :func:`preprocess_raters`. On a configuration without raters the reference label is the single rater (R = 1).
+    :meth:`medloss_batch_inputs` takes the raters from the target's extra channels, :meth:`medloss_step_batch`
+    hands nnU-Net's step the reference channel alone.
 
     Prediction (``nnUNetv2_predict`` and the final validation): ``prediction="mean"`` (default) decodes the
     prior-mean latent, a single deterministic segmentation; ``"samples"`` averages the probabilities of
@@ -378,34 +394,34 @@ class nnUNetTrainerMedlossPULASki(nnUNetTrainerMedloss):
 
     Hyperparameters (``medloss_defaults``; plans ``"medloss"`` entry or ``MEDLOSS_<KEY>``):
         weight: weight of the PULASki term (1.0). ds_weight: weight of Dice+CE on the low-resolution heads (1.0).
-        distance: ``"energy"`` (default, the anchor's) or ``"sinkhorn"`` (``blur``, ``scaling``).
-        num_samples: N (None: R). kl_weight: None = the anchor's balance: the anchor sums the distance over the
-            V voxels x foreground channels with KL weight 1; distances here are per voxel (``per_voxel=True``, so
-            that the term sits on the scale of Dice+CE), which is the same objective up to a factor with KL weight
-            ``1/sqrt(V)`` (energy) or ``1/V`` (Sinkhorn, squared costs).
-        latent_dim (6, Kohl), head_layers (3, anchor), encoder_levels (4: prior/posterior encoders use nnU-Net's
-            first 4 stages' features and strides), prediction, num_prediction_samples (8), num_raters (None: taken
-            from the data; :func:`preprocess_raters` records it), warmup_fraction.
+        distance: ``"energy"`` (default, as the original implementation) or ``"sinkhorn"`` (``blur``, ``scaling``).
+        num_samples: N (None: R). kl_weight: None = the original implementation's balance: it sums the distance
+            over the V voxels x foreground channels with KL weight 1; distances here are per voxel
+            (``per_voxel=True``, so that the term sits on the scale of Dice+CE), which is the same objective up to a
+            factor with KL weight ``1/sqrt(V)`` (energy) or ``1/V`` (Sinkhorn, squared costs).
+        latent_dim (6, Kohl et al.), head_layers (3, as the original implementation), encoder_levels (4: the
+            prior/posterior encoders use nnU-Net's first 4 stages' features and strides), prediction,
+            num_prediction_samples (8), num_raters (None: taken from the data; :func:`preprocess_raters` records
+            it), warmup_fraction.
 
     Raises:
-        NotImplementedError: region datasets or datasets with an ignore label. ValueError: a target whose number of
-        rater channels differs from ``num_raters``.
+        ValueError: an unknown ``distance``; at a step, a target whose number of rater channels differs from
+        ``num_raters``. NotImplementedError: region-based labels or an ignore label.
     """
 
     medloss_defaults = {"weight": 1.0, "warmup_fraction": 0.0, "ds_weight": 1.0, "distance": "energy",
                         "num_samples": None, "kl_weight": None, "blur": 0.05, "scaling": 0.5, "latent_dim": 6,
                         "head_layers": 3, "encoder_levels": 4, "prediction": "mean", "num_prediction_samples": 8,
                         "num_raters": None}
+    medloss_supports_regions = False
+    medloss_supports_ignore_label = False
+    medloss_label_setup_note = REGIONS_NOTE
+    medloss_batch_keywords = ("raters",)
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        lm = self.label_manager
-        if lm.has_regions or lm.has_ignore_label:
-            raise NotImplementedError(
-                "nnUNetTrainerMedlossPULASki supports label datasets without an ignore label: rater maps are label "
-                "maps, and nnU-Net's region conversion keeps only the first segmentation channel."
-            )
+    #: the KL weight in force (set when the loss is built)
+    kl_weight: Optional[float] = None
+
+    def check_hyperparameters(self) -> None:
         if self.medloss["distance"] not in ("energy", "sinkhorn"):
             raise ValueError(f"distance must be 'energy' or 'sinkhorn', got {self.medloss['distance']!r}.")
 
@@ -416,7 +432,7 @@ class nnUNetTrainerMedlossPULASki(nnUNetTrainerMedloss):
 
         net = nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
                                                        num_output_channels, enable_deep_supervision)
-        hp = _architecture_hyperparameters(configuration_manager)
+        hp = architecture_hyperparameters(configuration_manager)
         arch = configuration_manager.network_arch_init_kwargs
         levels = max(2, min(int(hp["encoder_levels"]), len(arch["features_per_stage"])))
         strides = [tuple(s) if isinstance(s, (list, tuple)) else s for s in arch["strides"][1:levels]]
@@ -432,54 +448,48 @@ class nnUNetTrainerMedlossPULASki(nnUNetTrainerMedloss):
 
     def initialize(self):
         super().initialize()
-        _unwrap(self.network).keep_features = True
+        unwrap_network(self.network).keep_features = True
 
-    def _build_loss(self):
+    # ---- hooks -------------------------------------------------------------------------------------------------
+    def build_medloss_loss(self, **activation):
         from medloss.losses import PULASkiLoss
 
-        base = self.build_base_loss()
         n_fg = self.label_manager.num_segmentation_heads - 1
         voxels = n_fg * int(np.prod(self.configuration_manager.patch_size))
         kl_weight = self.medloss["kl_weight"]
         if kl_weight is None:
             kl_weight = 1.0 / (math.sqrt(voxels) if self.medloss["distance"] == "energy" else voxels)
         self.kl_weight = float(kl_weight)
-        pulaski = PULASkiLoss(include_background=False, to_onehot_y=True, softmax=True,
-                              distance=self.medloss["distance"], kl_weight=self.kl_weight,
+        pulaski = PULASkiLoss(**activation, distance=self.medloss["distance"], kl_weight=self.kl_weight,
                               num_samples=self.medloss["num_samples"], blur=float(self.medloss["blur"]),
                               scaling=float(self.medloss["scaling"]), per_voxel=True)
         self.print_to_log_file(f"medloss PULASki: kl_weight={self.kl_weight:.3g}, distance per voxel "
-                               f"(V={voxels}), prediction={_unwrap(self.network).prediction!r}")
-        self._medloss_loss = PULASkiObjective(base, pulaski, lambda: self.network, self.medloss["weight"],
-                                              self.medloss["ds_weight"])
-        return self._medloss_loss
+                               f"(V={voxels}), prediction={unwrap_network(self.network).prediction!r}")
+        return PULASkiTerm(pulaski, lambda: self.network)
 
-    def split_target(self, batch: dict) -> dict:
-        """Give the batch's raters to the loss; return the batch with the reference (channel 0) as target."""
+    def combine_losses(self, base: nn.Module, term: nn.Module) -> nn.Module:
+        return PULASkiObjective(base, term, self.medloss["weight"], self.medloss["ds_weight"], lambda: self.network)
+
+    def medloss_batch_inputs(self, batch: dict) -> dict:
+        """The raters ``(B, R, *spatial)``: target channels 1..R at full resolution (R = 1: the reference)."""
         target = batch["target"]
         full = target[0] if isinstance(target, list) else target
+        raters = full if full.shape[1] == 1 else full[:, 1:]
         expected = self.medloss["num_raters"]
-        if full.shape[1] == 1:
-            raters, reference = full, target  # R = 1: the reference is the only rater
-        else:
-            raters = full[:, 1:]
-            reference = [t[:, :1] for t in target] if isinstance(target, list) else target[:, :1]
         if expected is not None and raters.shape[1] != int(expected):
             raise ValueError(f"the plans say num_raters={expected} but the batch target carries {raters.shape[1]} "
                              f"rater channel(s) (target shape {tuple(full.shape)}); preprocess with "
                              "preprocess_raters() and train on its '<configuration>_raters' configuration.")
-        self._medloss_loss.raters = raters.to(self.device, non_blocking=True)
+        return {"raters": raters}
+
+    def medloss_step_batch(self, batch: dict) -> dict:
+        """The batch with the reference (channel 0) as target (every deep-supervision scale)."""
+        target = batch["target"]
+        reference = [t[:, :1] for t in target] if isinstance(target, list) else target[:, :1]
         return dict(batch, target=reference)
 
-    def train_step(self, batch: dict) -> dict:
-        return super().train_step(self.split_target(batch))
 
-    def validation_step(self, batch: dict) -> dict:
-        return super().validation_step(self.split_target(batch))
-
-
-_METHOD_TRAINERS = [nnUNetTrainerMedlossPULASki]
-_variants = add_epoch_variants(_METHOD_TRAINERS, globals())
-
-__all__ = [c.__name__ for c in _METHOD_TRAINERS] + _variants + [
-    "ProbabilisticNnUNet", "PULASkiObjective", "preprocess_raters", "find_rater_files"]
+_TRAINERS = [nnUNetTrainerMedlossPULASki]
+__all__ = ["ProbabilisticNnUNet", "PULASkiTerm", "PULASkiObjective", "CachedFeatureSampler", "preprocess_raters",
+           "unwrap_network", "architecture_hyperparameters"] + [c.__name__ for c in _TRAINERS] + add_epoch_variants(
+    _TRAINERS, globals())
