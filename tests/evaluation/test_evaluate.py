@@ -190,3 +190,69 @@ def test_cli_parallel_workers(folders, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "medloss", "evaluate", str(pred), str(tmp_path / "nope")],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "folder not found" in bad.stderr
+
+
+def _evaluate_cli(*args):
+    return subprocess.run([sys.executable, "-m", "medloss", "evaluate", *map(str, args), "--quiet", "--metrics", "Dice"],
+                          capture_output=True, text=True, timeout=300)
+
+
+def _files(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("case", ["missing_folder", "same_path", "csv_in_missing_folder", "output_is_folder",
+                                  "output_under_a_file", "negative_tolerance", "nan_tolerance"])
+def test_cli_refuses_bad_outputs_and_options_before_writing(folders, tmp_path, case):
+    pred, gt = folders
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text("previous")
+    args = {"missing_folder": ["-o", tmp_path / "nope" / "s.json"],
+            "same_path": ["-o", out / "x.json", "--csv", out / "x.json"],
+            "csv_in_missing_folder": ["-o", out / "summary.json", "--csv", tmp_path / "nope" / "m.csv"],
+            "output_is_folder": ["-o", out],
+            "output_under_a_file": ["-o", out / "summary.json" / "s.json"],
+            "negative_tolerance": ["-o", out / "summary.json", "--nsd-tolerance", "-1"],
+            "nan_tolerance": ["-o", out / "summary.json", "--nsd-tolerance", "nan"]}[case]
+    before = _files(pred), _files(out)
+    result = _evaluate_cli(pred, gt, *args)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr and result.stderr.startswith("medloss evaluate: "), result.stderr
+    assert (_files(pred), _files(out)) == before and (out / "summary.json").read_text() == "previous"
+    assert not (tmp_path / "nope").exists()
+
+
+def test_zero_cases_is_an_error(folders, tmp_path):
+    pred, gt = folders
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = _evaluate_cli(empty, gt, "--chill")
+    assert result.returncode != 0 and "no case to evaluate" in result.stderr
+    assert _files(empty) == []
+
+
+def test_failed_write_leaves_the_previous_files(folders, tmp_path, monkeypatch):
+    from medloss.evaluation import folder as folder_module
+
+    pred, gt = folders
+    summary, table = tmp_path / "summary.json", tmp_path / "table.csv"
+    summary.write_text("old summary")
+    table.write_text("old table")
+    calls = []
+
+    def failing_replace(src, dst):
+        calls.append(dst)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(folder_module.os, "replace", failing_replace)
+    with pytest.raises(ValueError, match="No space left"):
+        evaluate_folder(str(pred), str(gt), metrics=["Dice"], output_file=str(summary), csv_file=str(table),
+                        progress=False)
+    assert calls and summary.read_text() == "old summary" and table.read_text() == "old table"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".medloss-")) == []
+    monkeypatch.undo()
+    s = evaluate_folder(str(pred), str(gt), metrics=["Dice"], output_file=str(summary), csv_file=str(table),
+                        progress=False)
+    assert json.loads(summary.read_text())["foreground_mean"] == pytest.approx(s["foreground_mean"])
+    assert table.read_text().splitlines()[0].startswith("case,label,Dice")
