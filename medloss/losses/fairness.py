@@ -231,6 +231,8 @@ class FairErrorBoundScalingLoss(_Loss):
         self.lambda_dice = float(lambda_dice)
         self.lambda_ce = float(lambda_ce)
         self.base_loss = base_loss
+        # None until the first call tells whether base_loss returns per-sample values (see _base_per_sample)
+        self._base_gives_per_sample: Optional[bool] = None
         self.smooth_nr = float(smooth_nr)
         self.smooth_dr = float(smooth_dr)
         self.sync_group_stats = sync_group_stats
@@ -261,12 +263,20 @@ class FairErrorBoundScalingLoss(_Loss):
     def _base_per_sample(self, p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-sample values of ``base_loss``: ``(B, C, 1, ...)`` / ``(B,)`` as it returns them, else ``(B,)``."""
         batch = p.shape[0]
-        out = self.base_loss(p, y)
-        # MONAI's reduction="none", batch=False shape (B, C, 1, ...) or one value per sample: per-sample already
-        if isinstance(out, torch.Tensor) and out.ndim in (1, p.ndim) and out.shape[0] == batch:
-            return out
+        out = None
+        if self._base_gives_per_sample is not False:
+            out = self.base_loss(p, y)
+            # MONAI's reduction="none", batch=False shape (B, C, 1, ...) or one value per sample: per-sample already
+            if isinstance(out, torch.Tensor) and out.ndim in (1, p.ndim) and out.shape[0] == batch:
+                self._base_gives_per_sample = True
+                return out
+            # the output's kind is fixed by the loss's flags: later steps skip the whole-batch call
+            self._base_gives_per_sample = False
         # a scalar or per-class values pooled over the batch: apply the loss to each sample on its own
-        values = [out] if batch == 1 else [self.base_loss(p[b : b + 1], y[b : b + 1]) for b in range(batch)]
+        if batch == 1:
+            values = [out if out is not None else self.base_loss(p, y)]
+        else:
+            values = [self.base_loss(p[b : b + 1], y[b : b + 1]) for b in range(batch)]
         if not all(isinstance(v, torch.Tensor) for v in values):
             raise ValueError(f"base_loss must return a tensor, got {type(values[0]).__name__}.")
         return torch.stack([v.mean() for v in values])
