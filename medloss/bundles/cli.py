@@ -53,7 +53,8 @@ def init_bundle(name: str, directory: str) -> Path:
         The bundle folder, ready for ``python -m monai.bundle run ... --bundle_root <directory>``.
 
     Raises:
-        ValueError: an unknown bundle, or ``directory`` is a file or a non-empty folder.
+        ValueError: an unknown bundle, ``directory`` is a file or a non-empty folder, or it cannot be written
+            (nothing is left behind then).
     """
     names = bundle_names()
     if name not in names:
@@ -63,8 +64,19 @@ def init_bundle(name: str, directory: str) -> Path:
         kind = "a non-empty folder" if target.is_dir() else "a file"
         raise ValueError(f"{str(target)!r} is {kind}; give a new or empty folder.")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "cache", "eval")
-    shutil.copytree(BUNDLE_ROOT / name, target, ignore=ignore, dirs_exist_ok=True)
-    shutil.copy2(SCHEMA_FILE, target / SCHEMA_FILE.name)
+    # copied next to the target first and moved into place at the end: a failed copy leaves nothing behind
+    staging = target.parent / f".{target.name}.medloss-tmp"
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(BUNDLE_ROOT / name, staging, ignore=ignore)
+        shutil.copy2(SCHEMA_FILE, staging / SCHEMA_FILE.name)
+        if target.exists():
+            target.rmdir()  # empty (checked above)
+        staging.rename(target)
+    except OSError as err:
+        raise ValueError(f"cannot write {str(target)!r}: {err.strerror or err}.") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
