@@ -18,9 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Dict, List
+
+from medloss.data.outputs import check_output_folder, staged_folder
 
 __all__ = ["BUNDLE_ROOT", "SCHEMA_FILE", "bundle_names", "bundle_title", "init_bundle", "add_arguments",
            "main"]
@@ -59,24 +60,15 @@ def init_bundle(name: str, directory: str) -> Path:
     names = bundle_names()
     if name not in names:
         raise ValueError(f"unknown bundle {name!r}; the bundles are: {', '.join(names)}.")
-    target = Path(directory)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        kind = "a non-empty folder" if target.is_dir() else "a file"
-        raise ValueError(f"{str(target)!r} is {kind}; give a new or empty folder.")
+    target = check_output_folder(directory, "bundle folder", must_be_empty=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "cache", "eval")
-    # copied next to the target first and moved into place at the end: a failed copy leaves nothing behind
-    staging = target.parent / f".{target.name}.medloss-tmp"
-    try:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(BUNDLE_ROOT / name, staging, ignore=ignore)
-        shutil.copy2(SCHEMA_FILE, staging / SCHEMA_FILE.name)
-        if target.exists():
-            target.rmdir()  # empty (checked above)
-        staging.rename(target)
-    except OSError as err:
-        raise ValueError(f"cannot write {str(target)!r}: {err.strerror or err}.") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    # built next to the target and moved into place at the end: a failed copy leaves nothing behind
+    with staged_folder(target, replace=True) as staging:
+        try:
+            shutil.copytree(BUNDLE_ROOT / name, staging, ignore=ignore, dirs_exist_ok=True)
+            shutil.copy2(SCHEMA_FILE, staging / SCHEMA_FILE.name)
+        except OSError as err:
+            raise ValueError(f"cannot write {str(target)!r}: {err.strerror or err}.") from None
     return target
 
 
@@ -92,18 +84,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run ``medloss bundle list`` / ``medloss bundle init NAME DIR``; errors are one line on stderr (exit 2)."""
+    """Run ``medloss bundle list`` / ``medloss bundle init NAME DIR``."""
     if args.action == "list":
         titles: Dict[str, str] = {name: bundle_title(name) for name in bundle_names()}
         width = max(len(name) for name in titles)
         for name, text in titles.items():
             print(f"{name:<{width}}  {text}")
         return 0
-    try:
-        target = init_bundle(args.name, args.directory)
-    except ValueError as err:
-        print(f"medloss bundle init: error: {err}", file=sys.stderr)
-        return 2
+    target = init_bundle(args.name, args.directory)  # a ValueError becomes one line in medloss.cli.main
     print(f"copied bundle {args.name!r} to {target}; train it with:\n"
           f"  cd {target}\n"
           "  python -m monai.bundle run --config_file configs/train.json --meta_file configs/metadata.json "

@@ -7,6 +7,8 @@
 * :mod:`medloss.data.datasets`: :func:`vessel_dataset` and :func:`synthesis_dataset`, the case lists of the MONAI
   bundles (a given dataset, or synthetic cases written to a cache first).
 * :mod:`medloss.data.nifti`: :func:`save_nifti` (the spacing goes into the affine).
+* :mod:`medloss.data.outputs`: output locations checked before the work, files and folders written as transactions
+  (:func:`check_output_file`, :func:`check_output_folder`, :func:`write_files_together`, :func:`staged_folder`).
 """
 
 from medloss._lazy import attach_stub

@@ -18,3 +18,7 @@ from .synthetic import write_synthetic_dataset as write_synthetic_dataset
 from .nifti import save_nifti as save_nifti
 from .datasets import vessel_dataset as vessel_dataset
 from .datasets import synthesis_dataset as synthesis_dataset
+from .outputs import check_output_file as check_output_file
+from .outputs import check_output_folder as check_output_folder
+from .outputs import write_files_together as write_files_together
+from .outputs import staged_folder as staged_folder

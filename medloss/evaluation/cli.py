@@ -39,13 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from medloss.evaluation.folder import evaluate_folder
 
-    try:
-        summary = evaluate_folder(
-            args.pred_dir, args.gt_dir, labels=args.labels, ignore_label=args.ignore_label,
-            dataset_json=args.dataset_json, output_file=args.output, csv_file=args.csv, metrics=args.metrics,
-            nsd_tolerance=args.nsd_tolerance, groups=args.groups, es_alpha=args.es_alpha, workers=args.workers,
-            chill=args.chill, progress=not args.quiet)
-    except ValueError as err:
-        raise SystemExit(f"medloss evaluate: {err}")
+    # a ValueError/OSError (the user's mistake) becomes one line in medloss.cli.main
+    summary = evaluate_folder(
+        args.pred_dir, args.gt_dir, labels=args.labels, ignore_label=args.ignore_label,
+        dataset_json=args.dataset_json, output_file=args.output, csv_file=args.csv, metrics=args.metrics,
+        nsd_tolerance=args.nsd_tolerance, groups=args.groups, es_alpha=args.es_alpha, workers=args.workers,
+        chill=args.chill, progress=not args.quiet)
     print(json.dumps(summary["foreground_mean"], indent=2, sort_keys=True))
     return 0

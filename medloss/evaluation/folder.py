@@ -17,6 +17,7 @@ from typing import IO, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from medloss.data.groups import read_group_file
+from medloss.data.outputs import check_output_file, write_files_together
 from medloss.evaluation.io import check_same_geometry, pair_cases, read_label_volume
 from medloss.metrics.case import ALL_METRICS, binary_metrics
 
@@ -149,7 +150,10 @@ def evaluate_folder(
     # where the results go is checked before any metric is computed
     output_file = os.path.abspath(output_file or os.path.join(pred_dir, "summary.json"))
     csv_file = os.path.abspath(csv_file or os.path.join(os.path.dirname(output_file), "metrics_per_case.csv"))
-    _check_outputs(output_file, csv_file)
+    if os.path.abspath(output_file) == os.path.abspath(csv_file):
+        raise ValueError(f"the summary and the per-case CSV would both be written to {output_file}; give two paths.")
+    check_output_file(output_file, "summary file (-o)")
+    check_output_file(csv_file, "per-case CSV (--csv)")
     pairs, missing = pair_cases(pred_dir, ref_dir, chill)
     if not pairs:
         raise ValueError(f"no case to evaluate: none of the {len(missing)} reference case(s) in {ref_dir} has a "
@@ -211,47 +215,9 @@ def evaluate_folder(
         for k in key_names:
             row = [r["case"], k] + [r["metrics"][k][m] for m in metric_names]
             rows.append(row + ([group_of[r["case"]]] if group_of is not None else []))
-    _write_together({output_file: lambda f: json.dump(summary, f, indent=2, sort_keys=True),
+    write_files_together({output_file: lambda f: json.dump(summary, f, indent=2, sort_keys=True),
                      csv_file: lambda f: csv.writer(f).writerows(rows)})
     return summary
-
-
-def _check_outputs(output_file: str, csv_file: str) -> None:
-    """Refuse output locations that cannot be written, before any work is done."""
-    if output_file == csv_file:
-        raise ValueError(f"the summary and the per-case CSV would both be written to {output_file}; give two paths.")
-    for path, what in ((output_file, "summary file (-o)"), (csv_file, "per-case CSV (--csv)")):
-        folder = os.path.dirname(path)
-        if not os.path.isdir(folder):
-            raise ValueError(f"the folder of the {what} does not exist: {folder}")
-        if os.path.isdir(path):
-            raise ValueError(f"the {what} {path} is a folder; expected a file path.")
-        if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-            raise ValueError(f"the {what} {path} cannot be written (permission denied).")
-
-
-def _write_together(writers: Dict[str, Callable[[IO[str]], object]]) -> None:
-    """Write every file to a temporary file next to it, then move all into place: a failure leaves the old files."""
-    import tempfile
-
-    umask = os.umask(0)
-    os.umask(umask)
-    done: Dict[str, str] = {}
-    try:
-        for path, write in writers.items():
-            fd, tmp = tempfile.mkstemp(prefix=".medloss-", suffix=".tmp", dir=os.path.dirname(path))
-            done[path] = tmp
-            with os.fdopen(fd, "w", newline="") as f:
-                write(f)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes private files; results get the user's usual mode
-        for path, tmp in done.items():
-            os.replace(tmp, path)
-    except OSError as err:
-        raise ValueError(f"writing the results failed ({err}); the previous files were left as they were.") from None
-    finally:
-        for tmp in done.values():
-            if os.path.exists(tmp):
-                os.remove(tmp)
 
 
 def _group_summary(results, key_names, group_of, alpha) -> dict:

@@ -137,7 +137,7 @@ def test_bundle_init_copies_every_file(tmp_path, capsys):
 @pytest.mark.parametrize(
     "setup, name, message",
     [
-        (lambda d: (d.mkdir(), (d / "x").write_text("")), "vessel_mip", "is a non-empty folder"),
+        (lambda d: (d.mkdir(), (d / "x").write_text("")), "vessel_mip", "is not empty; give a new or empty folder"),
         (lambda d: d.write_text(""), "vessel_mip", "is a file"),
         (lambda d: None, "nope", "unknown bundle 'nope'; the bundles are: betti_matching_finetune"),
     ],
