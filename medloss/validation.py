@@ -3,12 +3,16 @@
 The order follows MONAI's losses so that users see the same behaviour everywhere: activation, one-hot
 conversion of the target, background removal, shape check, then the method's own computation and
 :func:`reduce` at the end (one reduction check, :func:`check_reduction`, with one message). Every check raises
-``ValueError`` saying what was expected and what came. Tensor-side checks come first; the array side used by the
-metrics (numpy arrays or tensors) is at the end of the module.
+``ValueError`` saying what was expected and what came. Tensor-side checks come first, then the checks of
+constructor arguments (:func:`check_number`, :func:`check_numbers`, :func:`check_bool`, :func:`check_choice`: type,
+range and finiteness, with the argument's name in the message); the array side used by the metrics (numpy arrays or
+tensors) is at the end of the module.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from typing import Callable, Optional, Sequence, Tuple, Union
 
@@ -26,6 +30,7 @@ __all__ = [
     "check_class_labels",
     "check_axes",
     "check_class_weights",
+    "check_one_hot_channels",
     "spatial_axes_to_dims",
     "one_hot",
     "prepare_probabilities",
@@ -33,6 +38,10 @@ __all__ = [
     "check_reduction",
     "reduce",
     "check_activation_args",
+    "check_number",
+    "check_numbers",
+    "check_bool",
+    "check_choice",
     "check_group_ids",
     "UNKNOWN_GROUP",
     "ArrayLike",
@@ -152,6 +161,37 @@ def one_hot(labels: torch.Tensor, num_classes: int, ignore_index: Optional[int] 
     return out * valid
 
 
+def check_one_hot_channels(label: "ArrayLike", name: str = "label") -> None:
+    """Raise ``ValueError`` unless a channel-first label ``(C, *spatial)`` with ``C > 1`` is a one-hot: 0/1 values
+    and exactly one 1 per voxel. ``C = 1`` (a label map) passes.
+
+    A label without its channel axis is the usual mistake this catches: a ``(D, H, W)`` mask read as a
+    ``D``-channel 2D one-hot would give a result of the wrong shape without an error.
+
+    Example:
+        >>> check_one_hot_channels(np.eye(3)[:, :, None])  # (3, 3, 1): one class per voxel
+        >>> try:
+        ...     check_one_hot_channels(np.ones((12, 4, 4)))  # a 3D mask without its channel axis
+        ... except ValueError as err:
+        ...     print("got shape (12, 4, 4) whose channels are not one-hot" in str(err))
+        True
+    """
+    if label.shape[0] <= 1:
+        return
+    values_ok = bool(((label == 0) | (label == 1)).all())
+    bad = int((label.sum(0) != 1).sum())  # bool and small integer dtypes sum in a wider integer type
+    if values_ok and bad == 0:
+        return
+    n_vox = int(np.prod(tuple(label.shape[1:])))
+    detail = (f"{bad} of {n_vox} voxels do not hold exactly one 1" if values_ok else
+              f"not binary (0/1): values such as {np.unique(to_numpy(label, name))[:8].tolist()}")
+    raise ValueError(
+        f"{name} must be a channel-first (1, *spatial) label map or a one-hot (C, *spatial), got shape "
+        f"{tuple(label.shape)} whose channels are not one-hot ({detail}); a volume without its channel axis needs "
+        "one, e.g. label[None]."
+    )
+
+
 def check_class_weights(class_weights: Optional[Union[Sequence[float], torch.Tensor]]) -> Optional[torch.Tensor]:
     """Class (channel) weights of a loss as a flat float64 tensor (``None`` stays ``None``), or ``ValueError``.
 
@@ -159,8 +199,14 @@ def check_class_weights(class_weights: Optional[Union[Sequence[float], torch.Ten
     """
     if class_weights is None:
         return None
-    w = torch.as_tensor(class_weights, dtype=torch.float64).flatten()
-    if w.numel() == 0 or not bool(torch.isfinite(w).all()) or float(w.min()) < 0 or float(w.sum()) <= 0:
+    values = class_weights
+    if isinstance(values, (torch.Tensor, np.ndarray)):
+        values = values.flatten().tolist()
+    try:
+        w = torch.tensor(check_numbers("class_weights", values, low=0.0), dtype=torch.float64)
+    except ValueError:
+        raise ValueError(f"class_weights must be finite, >= 0 and not all 0, got {values!r}.") from None
+    if float(w.sum()) <= 0:
         raise ValueError(f"class_weights must be finite, >= 0 and not all 0, got {w.tolist()}.")
     return w
 
@@ -197,13 +243,153 @@ def spatial_axes_to_dims(axes: Tuple[int, ...], n_spatial: int, first_dim: int) 
 
 
 def check_activation_args(sigmoid: bool, softmax: bool, other_act: Optional[Callable]) -> None:
-    """Raise ``ValueError`` for mutually exclusive activation options (as MONAI does, but with ``ValueError``)."""
+    """Raise ``ValueError`` for mutually exclusive activation options (as MONAI does, but with ``ValueError``), or
+    ``sigmoid``/``softmax`` that are not bools."""
+    check_bool("sigmoid", sigmoid)
+    check_bool("softmax", softmax)
     if int(bool(sigmoid)) + int(bool(softmax)) > 1:
         raise ValueError("Incompatible values: more than 1 of [sigmoid=True, softmax=True].")
     if other_act is not None and (sigmoid or softmax):
         raise ValueError("Incompatible values: other_act is not None and sigmoid=True or softmax=True.")
     if other_act is not None and not callable(other_act):
         raise ValueError(f"other_act must be None or callable, got {type(other_act).__name__}.")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# hyper-parameters: the checks of the losses' (and transforms') constructor arguments, one message format
+def _describe(low, high, low_open: bool, high_open: bool, integer: bool) -> str:
+    kind = "an integer" if integer else "a finite number"
+    if low is not None and high is not None:
+        return f"{kind} in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{kind} {'>' if low_open else '>='} {low:g}"
+    if high is not None:
+        return f"{kind} {'<' if high_open else '<='} {high:g}"
+    return kind
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_number(
+    name: str,
+    value,
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+    allow_none: bool = False,
+):
+    """A hyper-parameter as a ``float`` (``int`` with ``integer=True``), or ``ValueError`` naming it, its value and
+    the expected range.
+
+    The value must be a real number (not a bool or a string), finite, and lie in the range ``low``..``high``
+    (bounds included unless ``low_open``/``high_open``; ``None`` is no bound). With ``integer=True`` it must be an
+    ``int`` (a float such as ``1.5`` or ``2.0`` is refused: sizes and counts are never rounded silently).
+
+    Args:
+        name: the argument's name, used in the message.
+        value: the value to check.
+        low, high: the bounds (``None``: unbounded).
+        low_open, high_open: exclude the bound.
+        integer: require an integer.
+        allow_none: ``None`` passes (and is returned).
+
+    Example:
+        >>> check_number("gamma", 2), check_number("size", 3, low=1, integer=True)
+        (2.0, 3)
+        >>> check_number("alpha", float("nan"), low=0)
+        Traceback (most recent call last):
+            ...
+        ValueError: alpha must be a finite number >= 0, got nan.
+        >>> check_number("scaling", 1.0, 0, 1, low_open=True, high_open=True)
+        Traceback (most recent call last):
+            ...
+        ValueError: scaling must be a finite number in (0, 1), got 1.0.
+    """
+    if value is None and allow_none:
+        return None
+    ok = _is_int(value) if integer else _is_real(value) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        what = _describe(low, high, low_open, high_open, integer)
+        raise ValueError(f"{name} must be {'None or ' if allow_none else ''}{what}, got {value!r}.")
+    return int(value) if integer else float(value)
+
+
+def check_numbers(
+    name: str,
+    values,
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+    length: Optional[int] = None,
+) -> tuple:
+    """A sequence of hyper-parameters (e.g. per-layer weights) as a tuple, each checked as :func:`check_number`.
+
+    Args:
+        name: the argument's name, used in the message.
+        values: a non-empty sequence, or a 1-D numpy array / tensor.
+        low, high, low_open, high_open, integer: as :func:`check_number`, for every entry.
+        length: the required number of entries (``None``: any, at least one).
+
+    Example:
+        >>> check_numbers("weights", [1, 0.5])
+        (1.0, 0.5)
+        >>> check_numbers("sizes", (4, 2.5), low=1, integer=True)
+        Traceback (most recent call last):
+            ...
+        ValueError: sizes[1] must be an integer >= 1, got 2.5.
+    """
+    if isinstance(values, (torch.Tensor, np.ndarray)):
+        values = values.tolist() if values.ndim == 1 else values
+    if not isinstance(values, Sequence) or isinstance(values, str) or len(values) == 0:
+        raise ValueError(f"{name} must be a non-empty sequence of numbers, got {values!r}.")
+    if length is not None and len(values) != length:
+        raise ValueError(f"{name} must hold {length} values, got {len(values)}: {list(values)!r}.")
+    return tuple(
+        check_number(f"{name}[{i}]", v, low, high, low_open, high_open, integer) for i, v in enumerate(values)
+    )
+
+
+def check_bool(name: str, value, allow_none: bool = False) -> Optional[bool]:
+    """A switch as a ``bool`` (``None`` passes with ``allow_none``), or ``ValueError``: a string such as ``"False"``
+    or a number would otherwise be read by its truth value.
+
+    Example:
+        >>> check_bool("sigmoid", "False")
+        Traceback (most recent call last):
+            ...
+        ValueError: sigmoid must be True or False, got 'False'.
+    """
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be {'None, ' if allow_none else ''}True or False, got {value!r}.")
+    return bool(value)
+
+
+def check_choice(name: str, value, choices: Sequence[str]) -> str:
+    """A string option that must be one of ``choices``, or ``ValueError`` listing them.
+
+    Example:
+        >>> check_choice("mode", "nd", ("nd", "2d_slicewise"))
+        'nd'
+    """
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}.")
+    return value
 
 
 def prepare_input_target(
@@ -349,6 +535,22 @@ def reduce(loss: torch.Tensor, reduction: Union[LossReduction, str], input_ndim:
     if input_ndim is not None:
         return loss.reshape(list(loss.shape[0:2]) + [1] * (input_ndim - 2))
     return loss
+
+
+def distributed_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over the ranks of the default process group (no-op without ``torch.distributed``).
+
+    Used by every loss that pools statistics over the batch (``batch=True``, FEBS's group statistics).
+
+    The sum is not differentiated through the other ranks: each rank's gradient flows through its own share, as
+    with DDP's gradient averaging this is the gradient of the global loss up to the factor ``1 / world_size``.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        total = tensor.detach().clone()
+        torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.SUM)
+        # the global value with the local gradient
+        tensor = tensor + (total - tensor.detach())
+    return tensor
 
 
 def check_group_ids(groups, batch_size: int, num_groups: int, device: Optional[torch.device] = None) -> torch.Tensor:

@@ -3,6 +3,7 @@
 import argparse
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -40,6 +41,8 @@ def test_tiny_run_writes_report(tmp_path, capsys):
     out = tmp_path / "out"
     for name in ("report.md", "metrics.json", "metrics_bar.png", "mip_phantom_002.png"):
         assert (out / name).stat().st_size > 0, name
+    # the report was staged next to --output and moved into place: no staging folder is left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     result = json.loads((out / "metrics.json").read_text())
     _check_metrics(result, list(demo.LOSSES))
     assert result["test_cases"] == ["phantom_002"] and result["train_cases"] == ["phantom_000", "phantom_001"]
@@ -91,9 +94,12 @@ def test_nifti_folder(tmp_path):
     assert (tmp_path / "out" / "mip_v_2.png").exists()
 
 
-def test_bad_data_folder(tmp_path, capsys):
-    with pytest.raises(ValueError, match="not a folder"):
+def test_bad_data_folder(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
         demo.run(_args(tmp_path, "--data", str(tmp_path / "missing")))
+    (tmp_path / "file").write_text("not a dataset")
+    with pytest.raises(ValueError, match="not a folder"):
+        demo.run(_args(tmp_path, "--data", str(tmp_path / "file")))
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="imagesTr/ and labelsTr/"):
         demo.run(_args(tmp_path, "--data", str(tmp_path / "empty")))
@@ -103,13 +109,42 @@ def test_bad_data_folder(tmp_path, capsys):
     (tmp_path / "one" / "labelsTr" / "v_0.nii.gz").unlink()
     with pytest.raises(ValueError, match="has no label"):
         demo.run(_args(tmp_path, "--data", str(tmp_path / "one")))
-    # the command reports the error instead of a traceback
-    assert demo.main(_args(tmp_path, "--data", str(tmp_path / "missing"))) == 2
-    assert "not a folder" in capsys.readouterr().err
+    # a corrupt volume is named; the error reaches medloss.cli (which prints it as one line), main does not print
+    _write_folder(tmp_path / "corrupt", 2)
+    bad = tmp_path / "corrupt" / "labelsTr" / "v_1.nii.gz"
+    bad.write_bytes(bad.read_bytes()[:200])
+    with pytest.raises(ValueError, match=f"cannot read {re.escape(str(bad))}"):
+        demo.main(_args(tmp_path, "--data", str(tmp_path / "corrupt")))
+    assert not (tmp_path / "out").exists()
+
+
+def test_failed_run_leaves_the_previous_report(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.md").write_text("previous report")
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    # the failure comes after the pictures of the test cases were written (into the staging folder)
+    monkeypatch.setattr(demo, "_plot_bars", full_disk)
+    args = _args(tmp_path, "--cases", "1", "--test-cases", "1", "--iterations", "1", "--losses", "baseline")
+    with pytest.raises(OSError, match="No space left"):
+        demo.run(args)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.md"] and (out / "report.md").read_text() == "previous report"
+    # a failed first run leaves no folder at all
+    args.output = str(tmp_path / "new")
+    with pytest.raises(OSError, match="No space left"):
+        demo.run(args)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 @pytest.mark.parametrize("option", [("--losses", "dice"), ("--losses", ""), ("--iterations", "0"),
-                                    ("--patch", "18"), ("--betti-fraction", "1.5")])
+                                    ("--patch", "18"), ("--betti-fraction", "1.5"), ("--seed", "-1"),
+                                    ("--threads", "0"), ("--lr", "nan"), ("--mip-weight", "inf"),
+                                    ("--betti-weight", "-1"), ("--cases", "500"), ("--device", "cuda:99")])
 def test_bad_options(tmp_path, option):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=option[0]):
         demo.run(_args(tmp_path, "--cases", "1", "--test-cases", "1", *option))
+    assert not (tmp_path / "out").exists()

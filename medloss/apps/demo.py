@@ -15,6 +15,11 @@ same seed on the same patch sequence with
 then scores the test volumes (Dice, clDice, Betti number errors, Betti matching error) and writes ``report.md``,
 ``metrics.json``, ``mip_<case>.png`` and ``metrics_bar.png`` to ``--output``. Heavy imports (torch, MONAI,
 matplotlib) happen inside the functions so that ``medloss --help`` stays fast.
+
+Every option, the device, the output folder and the ``--data`` volumes are checked before training; a mistake is a
+:class:`ValueError` naming the option or file, which ``medloss`` prints as one line. The report is written into a
+staging folder next to ``--output`` and moved into it only when everything succeeded
+(:func:`medloss.data.outputs.staged_folder`), so a failed or interrupted run leaves ``--output`` as it was.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import tempfile
 import time
@@ -29,6 +35,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from medloss.data.outputs import check_output_folder, staged_folder
 
 LOSSES = ("baseline", "mip", "sauna", "betti")
 MODEL_NAMES = {
@@ -47,6 +55,8 @@ COLUMNS = (
     ("BME", "Betti matching error ↓", False),
 )
 _EVAL_METRICS = ("Dice", "clDice", "Betti", "BettiMatching")
+#: Most phantoms one run generates (medloss.data.write_synthetic_dataset's limit on ``n_cases``).
+MAX_PHANTOMS = 500
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,8 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fraction of the iterations in which the Betti model is fine-tuned from the baseline "
                              "(default 0.3; 1 trains it from scratch)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of data, weights and patches (default 0)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N or mps (default cpu)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads, >= 1 (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -101,16 +111,22 @@ def write_synthetic_cases(root: Path, n: int, size: int, seed: int) -> Path:
 def load_folder(path: str) -> List[dict]:
     """Cases of a dataset folder (``imagesTr/``, ``labelsTr/``; :mod:`medloss.data.layout`), sorted by name.
 
-    Raises:
-        ValueError: what was expected and not found.
-    """
-    import nibabel as nib
+    Args:
+        path: the folder (``--data``).
 
+    Returns:
+        One dict per case: ``name``, ``image`` (float32 ``(H, W, D)``), ``label`` (uint8 ``(H, W, D)``, 1 where the
+        label is > 0) and ``spacing``.
+
+    Raises:
+        ValueError: what was expected and not found, or a volume that cannot be read (named).
+    """
     from medloss.data import list_nnunet_cases
 
     root = Path(path)
     if not root.is_dir():
-        raise ValueError(f"--data {path!r} is not a folder; expected a folder with imagesTr/ and labelsTr/.")
+        problem = "is not a folder" if root.exists() else "does not exist"
+        raise ValueError(f"--data {path!r} {problem}; expected a folder with imagesTr/ and labelsTr/.")
     images, labels = root / "imagesTr", root / "labelsTr"
     if not images.is_dir() or not labels.is_dir():
         raise ValueError(f"--data {path!r} must contain imagesTr/ and labelsTr/ (nnU-Net layout), found "
@@ -126,9 +142,8 @@ def load_folder(path: str) -> List[dict]:
         name = item["case"]
         if not isinstance(item["image"], str):
             raise ValueError(f"case {name!r}: {len(item['image'])} image channels; the demo takes one.")
-        img_nii, lab_nii = nib.load(item["image"]), nib.load(item["label"])
-        image = np.asarray(img_nii.dataobj, dtype=np.float32)
-        label = np.asarray(lab_nii.dataobj)
+        img_nii, image = _read_nifti(item["image"], np.float32)
+        _, label = _read_nifti(item["label"])
         if image.ndim == 4 and image.shape[-1] == 1:
             image = image[..., 0]
         if label.ndim == 4 and label.shape[-1] == 1:
@@ -144,6 +159,20 @@ def load_folder(path: str) -> List[dict]:
         raise ValueError(f"--data {path!r}: found {len(cases)} case(s) (imagesTr/<case>_0000.nii.gz with "
                          "labelsTr/<case>.nii.gz); at least 2 are needed (training and test).")
     return cases
+
+
+def _read_nifti(path: str, dtype=None) -> Tuple[object, np.ndarray]:
+    """``(nibabel image, voxel array)`` of one NIfTI file; a corrupt or unreadable file is a ``ValueError`` naming it."""
+    import zlib
+
+    import nibabel as nib
+
+    try:
+        nii = nib.load(path)
+        return nii, np.asarray(nii.dataobj, dtype=dtype)
+    except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError, zlib.error) as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise ValueError(f"--data: cannot read {path} ({reason}); expected a NIfTI volume.") from None
 
 
 def _pad_to(array: np.ndarray, size: int, value: float) -> np.ndarray:
@@ -381,30 +410,87 @@ def _parse_losses(text: str) -> List[str]:
     return list(dict.fromkeys(names))
 
 
-def _check_args(args: argparse.Namespace) -> None:
+def check_device(device: str, option: str = "--device") -> str:
+    """Refuse a torch device that is malformed or not available on this machine, before any work.
+
+    Args:
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+        option: how the message names the option.
+
+    Returns:
+        ``device`` unchanged.
+
+    Raises:
+        ValueError: another device string, or CUDA (device ``N``) or MPS not available.
+
+    Example:
+        >>> check_device("cpu")
+        'cpu'
+        >>> check_device("gpu")
+        Traceback (most recent call last):
+        ...
+        ValueError: --device 'gpu': expected cpu, cuda, cuda:N (N = 0, 1, ...) or mps.
+    """
+    match = re.fullmatch(r"(cpu|cuda|mps)(?::(\d+))?", device)
+    if match is None or (match.group(2) is not None and match.group(1) != "cuda"):
+        raise ValueError(f"{option} {device!r}: expected cpu, cuda, cuda:N (N = 0, 1, ...) or mps.")
+    kind, index = match.group(1), match.group(2)
+    if kind == "cpu":
+        return device
+    import torch  # only here: the checks of a CPU run stay fast
+
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{option} {device!r}: CUDA is not available on this machine (no GPU, no driver, or a "
+                             "torch built without CUDA); use --device cpu.")
+        count = torch.cuda.device_count()
+        if index is not None and int(index) >= count:
+            raise ValueError(f"{option} {device!r}: this machine has {count} CUDA device(s), cuda:0 to "
+                             f"cuda:{count - 1}.")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{option} {device!r}: MPS (Apple GPU) is not available on this machine; use --device cpu.")
+    return device
+
+
+def _check_args(args: argparse.Namespace) -> List[str]:
+    """Check every option, the device and the output folder before any work; returns the models to train.
+
+    Raises:
+        ValueError: the option, its value and what is expected.
+    """
+    losses = _parse_losses(args.losses)
     for key, low in (("size", 16), ("cases", 1), ("test_cases", 1), ("iterations", 1), ("patch", 16),
-                     ("batch_size", 1)):
+                     ("batch_size", 1), ("seed", 0)):
         if getattr(args, key) < low:
-            raise ValueError(f"--{key.replace('_', '-')} must be >= {low}, got {getattr(args, key)}.")
+            raise ValueError(f"--{key.replace('_', '-')} must be an integer >= {low}, got {getattr(args, key)}.")
+    if args.seed >= 2**63:  # torch.manual_seed's range
+        raise ValueError(f"--seed must be < 2**63, got {args.seed}.")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be an integer >= 1 (or left out for torch's choice), got {args.threads}.")
     if args.patch % 4:
         raise ValueError(f"--patch must be a multiple of 4 (two stride-2 levels), got {args.patch}.")
+    if not args.data and args.patch > args.size:
+        raise ValueError(f"--patch ({args.patch}) must not exceed --size ({args.size}).")
+    if not args.data and args.cases + args.test_cases > MAX_PHANTOMS:
+        raise ValueError(f"--cases + --test-cases must be <= {MAX_PHANTOMS} synthetic volumes, got "
+                         f"{args.cases} + {args.test_cases}.")
     if not 0 < args.betti_fraction <= 1:
         raise ValueError(f"--betti-fraction must lie in (0, 1], got {args.betti_fraction}.")
-    if args.mip_weight < 0 or args.betti_weight < 0 or args.lr <= 0:
-        raise ValueError("--mip-weight and --betti-weight must be >= 0 and --lr > 0.")
+    for key in ("mip_weight", "betti_weight", "lr"):
+        value = getattr(args, key)
+        if not math.isfinite(value) or value < 0 or (key == "lr" and value == 0):
+            expected = "a finite number > 0" if key == "lr" else "a finite number >= 0"
+            raise ValueError(f"--{key.replace('_', '-')} must be {expected}, got {value}.")
+    check_device(args.device)
+    check_output_folder(args.output, "output folder (--output)")
+    return losses
 
 
 def run(args: argparse.Namespace) -> dict:
     """The whole demo; returns the content of ``metrics.json``. Raises ``ValueError`` on bad options or data."""
-    import torch
-    from tqdm import tqdm
-
+    losses = _check_args(args)  # before the heavy imports: a mistake is reported at once
     from medloss import __version__
 
-    losses = _parse_losses(args.losses)
-    _check_args(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     if args.data:
         cases = load_folder(args.data)
@@ -412,16 +498,18 @@ def run(args: argparse.Namespace) -> dict:
         train_cases, test_cases = cases[:-n_test], cases[-n_test:]
         source = f"folder {args.data}"
     else:
-        if args.patch > args.size:
-            raise ValueError(f"--patch ({args.patch}) must not exceed --size ({args.size}).")
         # the phantoms go through the same files and loader as a user's folder
         with tempfile.TemporaryDirectory(prefix="medloss_demo_") as tmp:
             cases = load_folder(str(write_synthetic_cases(Path(tmp), args.cases + args.test_cases, args.size,
                                                           args.seed)))
         train_cases, test_cases = cases[:args.cases], cases[args.cases:]
         source = f"synthetic vessel phantoms, {args.size}^3"
+    import torch  # after the data were read: a corrupt file is reported at once
+    from tqdm import tqdm
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     print(f"medloss {__version__} demo: {source}, {len(train_cases)} training / {len(test_cases)} test cases, "
           f"{args.iterations} iterations of {args.batch_size}x{args.patch}^3 patches per model, device {args.device}")
     train = _prepare_training(train_cases, args.patch, "sauna" in losses)
@@ -454,25 +542,28 @@ def run(args: argparse.Namespace) -> dict:
 
     t_eval = time.perf_counter()
     t_train = t_eval - t_train
-    per_case: Dict[str, Dict[str, Dict[str, float]]] = {n: {} for n in order}
-    for case in test_cases:
-        preds = {n: _predict(nets[n], n, case["image"], args) for n in order}
-        for n, p in preds.items():
-            per_case[n][case["name"]] = evaluate(p, case["label"], case["spacing"])
-        _plot_mips(out / f"mip_{case['name']}.png", case["image"], case["label"], preds, axis=2)
-    means = {n: _mean(list(per_case[n].values())) for n in order}
-    t_eval = time.perf_counter() - t_eval
-    wall = time.perf_counter() - t_start
+    # every file of the report is written into a staging folder and moved into --output only at the end
+    with staged_folder(out) as stage:
+        per_case: Dict[str, Dict[str, Dict[str, float]]] = {n: {} for n in order}
+        for case in test_cases:
+            preds = {n: _predict(nets[n], n, case["image"], args) for n in order}
+            for n, p in preds.items():
+                per_case[n][case["name"]] = evaluate(p, case["label"], case["spacing"])
+            _plot_mips(stage / f"mip_{case['name']}.png", case["image"], case["label"], preds, axis=2)
+        means = {n: _mean(list(per_case[n].values())) for n in order}
+        t_eval = time.perf_counter() - t_eval
+        wall = time.perf_counter() - t_start
 
-    table = markdown_table(means)
-    _plot_bars(out / "metrics_bar.png", means)
-    settings = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "command"}
-    result = {"medloss_version": __version__, "settings": settings, "source": source,
-              "train_cases": [c["name"] for c in train_cases], "test_cases": [c["name"] for c in test_cases],
-              "betti_branch_iteration": branch, "mean": means, "per_case": per_case,
-              "train_seconds": seconds, "train_total_seconds": t_train, "data_seconds": t_data, "eval_seconds": t_eval, "wall_seconds": wall}
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
-    (out / "report.md").write_text(_report(result, table, order, test_cases))
+        table = markdown_table(means)
+        _plot_bars(stage / "metrics_bar.png", means)
+        settings = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("command", "debug")}
+        result = {"medloss_version": __version__, "settings": settings, "source": source,
+                  "train_cases": [c["name"] for c in train_cases], "test_cases": [c["name"] for c in test_cases],
+                  "betti_branch_iteration": branch, "mean": means, "per_case": per_case,
+                  "train_seconds": seconds, "train_total_seconds": t_train, "data_seconds": t_data,
+                  "eval_seconds": t_eval, "wall_seconds": wall}
+        (stage / "metrics.json").write_text(json.dumps(result, indent=2))
+        (stage / "report.md").write_text(_report(result, table, order, test_cases))
     print("\n" + table)
     print(f"\nwall time {wall:.0f} s (training {t_train:.0f} s, evaluation {t_eval:.0f} s); "
           f"report: {out / 'report.md'}")
@@ -529,15 +620,12 @@ def _threads() -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        run(args)
-    except ValueError as err:
-        print(f"medloss demo: error: {err}", file=sys.stderr)
-        return 2
+    """Run the demo; a user's mistake is raised as ``ValueError`` for :func:`medloss.cli.main` to print."""
+    run(args)
     return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
-    p = argparse.ArgumentParser(prog="medloss demo")
-    add_arguments(p)
-    sys.exit(main(p.parse_args()))
+    from medloss.cli import main as cli_main
+
+    sys.exit(cli_main(["demo", *sys.argv[1:]]))

@@ -65,13 +65,17 @@ def read_group_file(path: Union[str, Path]) -> Dict[str, int]:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: malformed content; the message names the file and the line.
+        ValueError: malformed content (not UTF-8 text, not a JSON object, not two columns, a group id that is not an
+            integer >= -1, a repeated case, no case); the message names the file and the line.
     """
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"group file {path} does not exist.")
-    with open(path, newline="", encoding="utf-8") as f:
-        text = f.read()
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"group file {path}: not a UTF-8 text file (byte {err.start}).") from None
     is_json = path.lower().endswith(".json")
     items = _json_items(path, text) if is_json else _csv_items(path, text)
     if not items:

@@ -139,6 +139,9 @@ def staged_folder(target: PathLike, replace: bool = False) -> Iterator[Path]:
     """
     target = Path(target)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".medloss-tmp", dir=target.resolve().parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes a private folder; results get the user's usual mode
     try:
         yield staging
         try:

@@ -8,7 +8,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["LabelVolume", "read_label_volume", "case_name", "pair_cases", "check_same_geometry", "KNOWN_ENDINGS"]
+__all__ = ["LabelVolume", "read_label_volume", "read_label_geometry", "case_name", "pair_cases", "check_same_geometry",
+           "KNOWN_ENDINGS"]
 
 # longest first so that ".nii.gz" wins over ".gz"
 KNOWN_ENDINGS = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".tif", ".tiff", ".png", ".gipl", ".hdr")
@@ -16,13 +17,21 @@ KNOWN_ENDINGS = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".tif", ".
 
 @dataclass
 class LabelVolume:
-    """An integer label array in SimpleITK's axis order ``(z, y, x)`` and its physical geometry."""
+    """An integer label array in SimpleITK's axis order ``(z, y, x)`` and its physical geometry.
 
-    array: np.ndarray
+    :func:`read_label_geometry` returns one without voxels (``array`` is ``None``); ``shape`` is always set.
+    """
+
+    array: Optional[np.ndarray]
     spacing: Tuple[float, ...]  # per array axis, in mm
     origin: Tuple[float, ...]
     direction: Tuple[float, ...]
     path: str
+    shape: Tuple[int, ...] = ()
+
+    def __post_init__(self):
+        if self.array is not None:
+            self.shape = tuple(self.array.shape)
 
 
 def case_name(filename: str, endings: Sequence[str] = KNOWN_ENDINGS) -> Optional[str]:
@@ -33,17 +42,65 @@ def case_name(filename: str, endings: Sequence[str] = KNOWN_ENDINGS) -> Optional
     return None
 
 
-def read_label_volume(path: str) -> LabelVolume:
-    """Read a label image with SimpleITK; non-integer values are an error (labels, not probabilities)."""
+def _open_image(path: str):
+    """A SimpleITK reader of ``path`` with its header read and checked: one component, 2D or 3D."""
     import SimpleITK as sitk
 
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise ValueError(f"cannot read {path}: the file is empty.")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
     try:
-        image = sitk.ReadImage(path)
+        reader.ReadImageInformation()
     except RuntimeError as err:
-        raise ValueError(f"cannot read {path}: {str(err).strip().splitlines()[-1]}") from None
-    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ValueError(f"cannot read {path}: {_sitk_reason(err)}") from None
+    shape = tuple(reader.GetSize())[::-1]
+    if reader.GetNumberOfComponents() != 1:
         raise ValueError(f"{path}: expected a single-component label image, got "
-                         f"{image.GetNumberOfComponentsPerPixel()} components per voxel.")
+                         f"{reader.GetNumberOfComponents()} components per voxel.")
+    # the distance and topology metrics are defined for 2D and 3D label maps only
+    if len(shape) not in (2, 3):
+        raise ValueError(f"{path}: expected a 2D or 3D label image, got {len(shape)}D with shape {shape}.")
+    return reader
+
+
+def _sitk_reason(err: RuntimeError) -> str:
+    """The last line of a SimpleITK error, without its ``sitk::ERROR:`` prefix."""
+    reason = str(err).strip().splitlines()[-1].replace("sitk::ERROR:", "").strip()
+    if reason.startswith("Unable to determine ImageIO reader"):
+        return "not an image SimpleITK can read (corrupt, or an unknown format)"
+    return reason
+
+
+def _geometry(reader) -> Tuple[Tuple[float, ...], Tuple[float, ...], Tuple[float, ...]]:
+    # SimpleITK's geometry is (x, y, z); the array is (z, y, x)
+    return tuple(reader.GetSpacing())[::-1], tuple(reader.GetOrigin()), tuple(reader.GetDirection())
+
+
+def read_label_geometry(path: str) -> LabelVolume:
+    """The geometry of a label image from its header only (``array`` is ``None``): cheap checks before any metric.
+
+    Raises:
+        ValueError: unreadable or empty file, several components per voxel, not 2D or 3D.
+    """
+    reader = _open_image(path)
+    return LabelVolume(None, *_geometry(reader), path, shape=tuple(reader.GetSize())[::-1])
+
+
+def read_label_volume(path: str) -> LabelVolume:
+    """Read a label image with SimpleITK; non-integer values are an error (labels, not probabilities).
+
+    Raises:
+        ValueError: unreadable or empty file, several components per voxel, not 2D or 3D, non-integer or NaN
+            values, a voxel type that is not a number.
+    """
+    import SimpleITK as sitk
+
+    reader = _open_image(path)
+    try:
+        image = reader.Execute()
+    except RuntimeError as err:
+        raise ValueError(f"cannot read {path}: {_sitk_reason(err)}") from None
     array = sitk.GetArrayFromImage(image)
     if array.dtype.kind == "f":
         if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
@@ -51,16 +108,18 @@ def read_label_volume(path: str) -> LabelVolume:
         array = array.astype(np.int64)
     elif array.dtype.kind not in "iub":
         raise ValueError(f"{path}: unsupported voxel type {array.dtype}.")
-    # SimpleITK's geometry is (x, y, z); the array is (z, y, x)
-    return LabelVolume(array, tuple(image.GetSpacing())[::-1], tuple(image.GetOrigin()), tuple(image.GetDirection()),
-                       path)
+    return LabelVolume(array, *_geometry(image), path)
 
 
 def check_same_geometry(pred: LabelVolume, ref: LabelVolume, rtol: float = 1e-4, atol: float = 1e-3) -> None:
-    """Raise ``ValueError`` if the two volumes do not lie on the same voxel grid."""
+    """Raise ``ValueError`` if the two volumes do not lie on the same voxel grid (``array`` may be ``None``)."""
+    if len(pred.shape) != len(ref.shape):
+        # spacing, origin and direction cannot be compared across dimensions: the shapes say it all
+        raise ValueError(f"prediction {pred.path} has shape {pred.shape} ({len(pred.shape)}D) but reference "
+                         f"{ref.path} has shape {ref.shape} ({len(ref.shape)}D).")
     problems = []
-    if pred.array.shape != ref.array.shape:
-        problems.append(f"shape {pred.array.shape} vs {ref.array.shape}")
+    if pred.shape != ref.shape:
+        problems.append(f"shape {pred.shape} vs {ref.shape}")
     if not np.allclose(pred.spacing, ref.spacing, rtol=rtol, atol=atol):
         problems.append(f"spacing {np.round(pred.spacing, 5).tolist()} vs {np.round(ref.spacing, 5).tolist()}")
     if not np.allclose(pred.origin, ref.origin, rtol=rtol, atol=atol):
@@ -78,9 +137,9 @@ def pair_cases(pred_dir: str, ref_dir: str, chill: bool = False) -> Tuple[List[T
     Raises ``ValueError`` for predictions without a reference, and for references without a prediction unless
     ``chill`` (like nnU-Net's ``--chill``: those cases are skipped, and returned in ``missing_cases``).
     """
-    def index(folder: str) -> Dict[str, str]:
+    def index(folder: str, what: str) -> Dict[str, str]:
         if not os.path.isdir(folder):
-            raise ValueError(f"folder not found: {folder}")
+            raise ValueError(f"{what} folder not found: {folder}")
         out: Dict[str, str] = {}
         for fn in sorted(os.listdir(folder)):
             case = case_name(fn)
@@ -91,7 +150,7 @@ def pair_cases(pred_dir: str, ref_dir: str, chill: bool = False) -> Tuple[List[T
             out[case] = os.path.join(folder, fn)
         return out
 
-    preds, refs = index(pred_dir), index(ref_dir)
+    preds, refs = index(pred_dir, "prediction"), index(ref_dir, "reference")
     if not refs:
         raise ValueError(f"no reference images found in {ref_dir} (known endings: {', '.join(KNOWN_ENDINGS)}).")
     extra = sorted(set(preds) - set(refs))

@@ -26,3 +26,7 @@ from .combination import WeightedSumLoss as WeightedSumLoss
 # semantic features (IMPACT)
 from .impact import IMPACTLoss as IMPACTLoss
 from .impact import IMPACTSynthLoss as IMPACTSynthLoss
+# centerline Dice (clDice) and Skeleton Recall
+from .cldice import ClDiceLoss as ClDiceLoss
+from .cldice import DiceClDiceLoss as DiceClDiceLoss
+from .skeleton_recall import SkeletonRecallLoss as SkeletonRecallLoss

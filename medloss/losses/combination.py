@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import nn
+
+from medloss.validation import check_numbers
 
 __all__ = ["WeightedSumLoss"]
 
@@ -24,8 +26,8 @@ class WeightedSumLoss(nn.Module):
         weights: one finite weight per loss (default all 1).
 
     Raises:
-        ValueError: no loss, a number of weights different from the number of losses, a non-finite weight, or
-            all weights 0.
+        ValueError: no loss, an entry that is not callable, a number of weights different from the number of
+            losses, a weight that is not a finite number, or all weights 0.
 
     Example:
         >>> import torch
@@ -38,11 +40,17 @@ class WeightedSumLoss(nn.Module):
         self, losses: Sequence[Callable[..., torch.Tensor]], weights: Optional[Sequence[float]] = None
     ) -> None:
         super().__init__()
-        if not losses:
-            raise ValueError("losses must hold at least one loss.")
-        weights = [1.0] * len(losses) if weights is None else [float(w) for w in weights]
-        if len(weights) != len(losses) or not all(math.isfinite(w) for w in weights):
-            raise ValueError(f"need one finite weight per loss ({len(losses)}), got {weights}.")
+        if not isinstance(losses, Sequence) or isinstance(losses, str) or not losses:
+            raise ValueError(f"losses must be a non-empty sequence of losses, got {losses!r}.")
+        not_callable = [i for i, m in enumerate(losses) if not callable(m)]
+        if not_callable:
+            raise ValueError(f"losses must be callables (input, target) -> tensor; entries {not_callable} are not.")
+        if weights is None:
+            weights = [1.0] * len(losses)
+        elif isinstance(weights, (Sequence, np.ndarray, torch.Tensor)) and len(weights) != len(losses):
+            raise ValueError(f"need one finite weight per loss ({len(losses)}), got {list(weights)}.")
+        else:
+            weights = list(check_numbers("weights", weights))
         if all(w == 0.0 for w in weights):
             raise ValueError(f"at least one weight must be non-zero, got {weights}.")
         # modules are registered (their parameters and buffers follow .to(device)); plain callables are kept as is

@@ -27,10 +27,8 @@ present (no collapse) and treats ``0/0`` as a ratio of 1.
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional, Union
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.utils import LossReduction
@@ -40,9 +38,13 @@ from torch.nn.modules.loss import _Loss
 from medloss.validation import (
     UNKNOWN_GROUP,
     check_activation_args,
+    check_bool,
+    check_choice,
     check_float_input,
     check_group_ids,
+    check_number,
     check_reduction,
+    distributed_sum,
     prepare_input_target,
     reduce,
 )
@@ -77,14 +79,6 @@ def febs_group_weights(
     ratio = torch.where(group_errors > 0, lowest / safe, torch.ones_like(group_errors))
     weights = torch.tanh(ratio**gamma)
     return torch.where(present, weights, torch.full_like(weights, float("nan")))
-
-
-def _distributed_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` over the ranks of the default process group (no-op without ``torch.distributed``)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        tensor = tensor.clone()
-        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
-    return tensor
 
 
 class FairErrorBoundScalingLoss(_Loss):
@@ -164,8 +158,9 @@ class FairErrorBoundScalingLoss(_Loss):
         Output: scalar (``"none"``: see ``reduction``).
 
     Raises:
-        ValueError: incompatible activation options, ``gamma < 0``, unknown ``mode`` or ``reduction``,
-            ``num_groups < 1``, negative or non-finite ``lambda_*`` / ``smooth_*``, ``lambda_ce > 0`` without
+        ValueError: incompatible activation options, ``gamma`` not finite and ``>= 0``, unknown ``mode`` or
+            ``reduction``, ``num_groups`` not an integer ``>= 1``, negative or non-finite ``lambda_*`` / ``smooth_*``,
+            ``lambda_dice = lambda_ce = 0``, a switch that is not a bool, ``lambda_ce > 0`` without
             ``softmax``/``sigmoid``, ``reduction="none"`` with ``lambda_ce > 0``, a ``base_loss`` that applies its own
             activation/one-hot/background removal; in ``forward``: bad shapes, NaN/Inf, labels outside the classes,
             group ids that are non-integer, NaN, outside ``[-1, G)`` or not one per sample.
@@ -202,16 +197,18 @@ class FairErrorBoundScalingLoss(_Loss):
     ) -> None:
         super().__init__(reduction=check_reduction(reduction))
         check_activation_args(sigmoid, softmax, other_act)
-        if mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}.")
-        if isinstance(num_groups, bool) or not isinstance(num_groups, (int, np.integer)) or num_groups < 1:
-            raise ValueError(f"num_groups must be a positive integer, got {num_groups!r}.")
-        if not math.isfinite(float(gamma)) or gamma < 0:
-            raise ValueError(f"gamma must be a finite number >= 0, got {gamma!r}.")
-        for name, value in (("lambda_dice", lambda_dice), ("lambda_ce", lambda_ce), ("smooth_nr", smooth_nr),
-                            ("smooth_dr", smooth_dr)):
-            if not math.isfinite(float(value)) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+        for name, flag in (("include_background", include_background), ("to_onehot_y", to_onehot_y),
+                           ("sync_group_stats", sync_group_stats)):
+            check_bool(name, flag)
+        check_choice("mode", mode, _MODES)
+        num_groups = check_number("num_groups", num_groups, low=1, integer=True)
+        gamma = check_number("gamma", gamma, low=0)
+        lambda_dice = check_number("lambda_dice", lambda_dice, low=0)
+        lambda_ce = check_number("lambda_ce", lambda_ce, low=0)
+        if lambda_dice + lambda_ce == 0:
+            raise ValueError("lambda_dice and lambda_ce must not both be 0 (the loss would be constant).")
+        smooth_nr = check_number("smooth_nr", smooth_nr, low=0)
+        smooth_dr = check_number("smooth_dr", smooth_dr, low=0)
         if lambda_ce > 0 and not (softmax or sigmoid):
             raise ValueError(
                 "lambda_ce > 0 needs logits: set softmax=True (cross-entropy) or sigmoid=True (binary cross-entropy)."
@@ -301,7 +298,7 @@ class FairErrorBoundScalingLoss(_Loss):
             stats = torch.zeros(self.num_groups + 1, per_sample.shape[1], dtype=torch.float64, device=p.device)
             stats.index_add_(0, slot, per_sample)
         if self.sync_group_stats:
-            stats = _distributed_sum(stats)
+            stats = distributed_sum(stats)
         return stats
 
     def _group_errors(self, stats: torch.Tensor, num_classes: int) -> torch.Tensor:

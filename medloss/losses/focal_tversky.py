@@ -15,7 +15,14 @@ from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
 
 from medloss.losses.jaccard import safe_ratio
-from medloss.validation import check_activation_args, check_reduction, prepare_probabilities, reduce
+from medloss.validation import (
+    check_activation_args,
+    check_bool,
+    check_number,
+    check_reduction,
+    prepare_probabilities,
+    reduce,
+)
 
 __all__ = ["FocalTverskyLoss", "focal_tversky"]
 
@@ -101,8 +108,8 @@ class FocalTverskyLoss(_Loss):
         batch: sum TP/FP/FN over the batch before the index (SPOCKMIP, default) instead of one loss per image.
 
     Raises:
-        ValueError: incompatible activations, negative ``alpha``/``beta``/smoothing, ``alpha = beta = 0``,
-            ``gamma <= 0``, unknown ``reduction``.
+        ValueError: incompatible activations; ``alpha``/``beta``/smoothing not finite and ``>= 0``;
+            ``alpha = beta = 0``; ``gamma`` not finite and ``> 0``; a switch that is not a bool; unknown ``reduction``.
 
     Example:
         >>> import torch
@@ -129,14 +136,15 @@ class FocalTverskyLoss(_Loss):
     ) -> None:
         super().__init__(reduction=check_reduction(reduction))
         check_activation_args(sigmoid, softmax, other_act)
-        if not (alpha >= 0 and beta >= 0):
-            raise ValueError(f"alpha and beta must be >= 0, got alpha={alpha}, beta={beta}.")
+        for name, flag in (("include_background", include_background), ("to_onehot_y", to_onehot_y),
+                           ("batch", batch)):
+            check_bool(name, flag)
+        alpha, beta = check_number("alpha", alpha, low=0), check_number("beta", beta, low=0)
         if alpha + beta == 0:
             raise ValueError("alpha and beta must not both be 0 (the index would be 1 for any input).")
-        if not gamma > 0:
-            raise ValueError(f"gamma must be > 0, got {gamma}.")
-        if not (smooth_nr >= 0 and smooth_dr >= 0):
-            raise ValueError(f"smooth_nr and smooth_dr must be >= 0, got {smooth_nr} and {smooth_dr}.")
+        gamma = check_number("gamma", gamma, low=0, low_open=True)
+        smooth_nr = check_number("smooth_nr", smooth_nr, low=0)
+        smooth_dr = check_number("smooth_dr", smooth_dr, low=0)
         self.include_background = include_background
         self.to_onehot_y = to_onehot_y
         self.sigmoid = sigmoid

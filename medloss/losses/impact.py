@@ -21,21 +21,55 @@ from torch.nn.modules.loss import _Loss
 from medloss.losses.feature_distances import canonical_distance, feature_distance
 from medloss.networks.impact_extractor import IMPACTExtractor
 from medloss.validation import (
+    check_choice,
     check_finite,
     check_float_input,
+    check_number,
+    check_numbers,
     check_reduction,
     check_same_shape,
     check_spatial_input,
     reduce,
 )
 
-__all__ = ["IMPACTLoss", "IMPACTSynthLoss"]
+__all__ = ["IMPACTLoss", "IMPACTSynthLoss", "guard_stats"]
+
+
+#: a std at most this fraction of the image's largest magnitude is rounding noise of a constant image
+_STD_FLOOR = 1e-6
 
 
 def _image_stats(x: torch.Tensor) -> torch.Tensor:
     """``(B, 4)`` per-sample ``[min, max, mean, std]`` (unbiased std) of the whole image, all channels, detached."""
     flat = x.detach().flatten(1)
-    return torch.stack([flat.min(1).values, flat.max(1).values, flat.mean(1), flat.std(1)], dim=1)
+    # one voxel has no unbiased std (torch gives NaN); it is a constant image, std 0
+    std = flat.std(1) if flat.shape[1] > 1 else torch.zeros_like(flat[:, 0])
+    return torch.stack([flat.min(1).values, flat.max(1).values, flat.mean(1), std], dim=1)
+
+
+def guard_stats(stats: torch.Tensor) -> torch.Tensor:
+    """The statistics handed to an IMPACT extractor: ``[min, max, mean, std]`` rows whose std is 0 become std 1.
+
+    Extractors z-score their input with the given std, ``(x - mean) / std``; a constant image (a zero-initialised
+    network head, a patch entirely in air, a single voxel) has std 0 and would give NaN features, loss and
+    gradients. As MONAI's ``NormalizeIntensity`` does for a zero std, such an image is handed std 1: its z-score
+    ``(x - mean) / 1`` is 0, the value of any finite divisor, and the gradient keeps the scale of the intensities.
+    A std of at most ``1e-6`` times the image's largest magnitude ``max(|min|, |max|)`` counts as 0 (rounding noise
+    of the mean of a constant float32 image).
+
+    Args:
+        stats: ``(4,)`` or ``(B, 4)`` ``[min, max, mean, std]``.
+
+    Example:
+        >>> guard_stats(torch.tensor([[-1000.0, -1000.0, -1000.0, 0.0], [0.0, 2.0, 1.0, 0.5]])).tolist()
+        [[-1000.0, -1000.0, -1000.0, 1.0], [0.0, 2.0, 1.0, 0.5]]
+    """
+    std = stats[..., 3]
+    scale = torch.maximum(stats[..., 0].abs(), stats[..., 1].abs())
+    degenerate = std <= _STD_FLOOR * scale
+    if not bool(degenerate.any()):
+        return stats
+    return torch.cat([stats[..., :3], torch.where(degenerate, torch.ones_like(std), std).unsqueeze(-1)], dim=-1)
 
 
 def _check_stats(stats: Union[torch.Tensor, Sequence[float]], batch: int, name: str,
@@ -69,6 +103,11 @@ class IMPACTLoss(_Loss):
     A 2D extractor (``spatial_dims=2``) on a 3D volume ``(B, C, D, H, W)`` sweeps the slices along the first spatial
     axis with the **whole-volume** statistics (konfai / itk-impact behaviour; ImpactLoss ``IMPACT.py`` recomputes
     them per slice) and averages the per-slice distances.
+
+    Constant images: a constant image (a zero-initialised head, a patch entirely in air, a single voxel) has std 0;
+    the extractor, which z-scores with the std it receives, is handed std 1 instead (:func:`guard_stats`), so the
+    loss and its gradients stay finite. With ``stats_from="none"`` the model computes its own statistics and must
+    guard them itself (see the recipe in :mod:`medloss.networks.impact_extractor`).
 
     Args:
         model: local TorchScript file (``str``/``Path``), a bare name looked up in ``$MEDLOSS_IMPACT_MODEL_DIR`` and
@@ -136,11 +175,7 @@ class IMPACTLoss(_Loss):
         reduction: str = "mean",
     ) -> None:
         super().__init__(reduction=check_reduction(reduction))
-        weights = [float(w) for w in (weights if isinstance(weights, (list, tuple)) else list(weights))]
-        if not weights:
-            raise ValueError("weights must hold one weight per extractor layer, got an empty list.")
-        if not all(torch.isfinite(torch.tensor(weights))):
-            raise ValueError(f"weights must be finite, got {weights}.")
+        weights = list(check_numbers("weights", weights))
         if all(w == 0 for w in weights):
             raise ValueError(f"all layer weights are 0 ({weights}): the loss would be constant; weigh >= 1 layer.")
         self.weights = weights
@@ -148,40 +183,36 @@ class IMPACTLoss(_Loss):
         if len(names) != len(weights):
             raise ValueError(f"got {len(names)} distances for {len(weights)} layer weights; give one or one per layer.")
         self.distances = [canonical_distance(n) for n in names]
-        if convention not in ("konfai", "itk"):
-            raise ValueError(f"convention must be 'konfai' or 'itk', got {convention!r}.")
+        self.convention = check_choice("convention", convention, ("konfai", "itk"))
         if convention == "konfai" and "DotProduct" in self.distances:
             raise ValueError("distance 'DotProduct' has no 0-at-match form; use convention='itk'.")
-        self.convention = convention
-        if int(lncc_kernel) < 1 or int(lncc_kernel) % 2 == 0:
+        self.lncc_kernel = check_number("lncc_kernel", lncc_kernel, low=1, integer=True)
+        if self.lncc_kernel % 2 == 0:
             raise ValueError(f"lncc_kernel must be a positive odd integer, got {lncc_kernel}.")
-        self.lncc_kernel = int(lncc_kernel)
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims (of the extractor) must be 2 or 3, got {spatial_dims}.")
-        self.spatial_dims = int(spatial_dims)
-        if int(in_channels) < 1:
-            raise ValueError(f"in_channels must be >= 1, got {in_channels}.")
-        self.in_channels = int(in_channels)
+        self.spatial_dims = check_number("spatial_dims", spatial_dims, low=2, high=3, integer=True)
+        self.in_channels = check_number("in_channels", in_channels, low=1, integer=True)
         if shape is not None:
-            shape = tuple(int(s) for s in shape)
-            if len(shape) != spatial_dims or min(shape) < 1:
-                raise ValueError(f"shape must give {spatial_dims} positive sizes (the extractor's), got {shape}.")
+            shape = check_numbers("shape", shape, low=1, integer=True, length=self.spatial_dims)
         self.shape = shape
-        if stats_from not in ("own", "target", "none"):
-            raise ValueError(f"stats_from must be 'own', 'target' or 'none', got {stats_from!r}.")
-        self.stats_from = stats_from
-        if int(sweep_batch) < 1:
-            raise ValueError(f"sweep_batch must be >= 1, got {sweep_batch}.")
-        self.sweep_batch = int(sweep_batch)
+        self.stats_from = check_choice("stats_from", stats_from, ("own", "target", "none"))
+        self.sweep_batch = check_number("sweep_batch", sweep_batch, low=1, integer=True)
         if direction is None:
             direction_t = torch.eye(spatial_dims, dtype=torch.int16)
         else:
-            direction_t = torch.as_tensor(direction, dtype=torch.float64).round().to(torch.int16)
-            if direction_t.shape != (spatial_dims, spatial_dims):
-                raise ValueError(f"direction must be {spatial_dims}x{spatial_dims}, got {tuple(direction_t.shape)}.")
+            try:
+                direction_f = torch.as_tensor(direction, dtype=torch.float64)
+            except (TypeError, ValueError, RuntimeError):
+                raise ValueError(
+                    f"direction must be a {spatial_dims}x{spatial_dims} matrix, got {direction!r}."
+                ) from None
+            if direction_f.shape != (spatial_dims, spatial_dims) or not bool(torch.isfinite(direction_f).all()):
+                raise ValueError(f"direction must be a finite {spatial_dims}x{spatial_dims} matrix, got {direction!r}.")
+            direction_t = direction_f.round().to(torch.int16)
         self.register_buffer("direction", direction_t, persistent=False)
         self.extractor = model if isinstance(model, IMPACTExtractor) else IMPACTExtractor(model)
-        probe = self.shape if probe_shape is None else tuple(int(s) for s in probe_shape)
+        if probe_shape is not None and len(probe_shape) > 0:
+            probe_shape = check_numbers("probe_shape", probe_shape, low=1, integer=True, length=self.spatial_dims)
+        probe = self.shape if probe_shape is None else tuple(probe_shape)
         if probe is None:
             probe = (32,) * self.spatial_dims
         if len(probe) > 0:
@@ -255,7 +286,7 @@ class IMPACTLoss(_Loss):
 
     def _features(self, x: torch.Tensor, stats: Optional[torch.Tensor]) -> List[torch.Tensor]:
         nb = self._nb_layers(x.device)
-        s = x.new_zeros(0) if stats is None else stats
+        s = x.new_zeros(0) if stats is None else guard_stats(stats)
         direction = self.direction.to(x.device)
         chunks = x.split(self.sweep_batch) if x.shape[0] > 1 else (x,)
         outs = [self.extractor(c, nb, s, direction) for c in chunks]
@@ -411,6 +442,13 @@ class IMPACTSynthLoss(_Loss):
                            ("style_normalization", style_normalization)):
             if mode not in _NORMALIZATIONS:
                 raise ValueError(f"{name} must be one of {_NORMALIZATIONS}, got {mode!r}.")
+        # the branches' arguments checked under their own names (the IMPACTLoss of each branch checks them again)
+        check_numbers("content_weights", content_weights)
+        check_numbers("style_weights", style_weights)
+        for name, value in (("content_in_channels", content_in_channels), ("style_in_channels", style_in_channels)):
+            check_number(name, value, low=1, integer=True)
+        check_number("content_spatial_dims", content_spatial_dims, low=2, high=3, integer=True)
+        check_number("style_spatial_dims", style_spatial_dims, low=2, high=3, integer=True, allow_none=True)
         self.content_normalization, self.style_normalization = content_normalization, style_normalization
         content_ex = IMPACTExtractor(content_model) if not isinstance(content_model, IMPACTExtractor) else content_model
         style_ex = content_ex if style_model is None else style_model

@@ -21,7 +21,11 @@ from torch.nn.modules.loss import _Loss
 from medloss.validation import (
     check_activation_args,
     check_binary,
+    check_bool,
+    check_choice,
     check_class_weights,
+    check_number,
+    check_numbers,
     check_reduction,
     prepare_probabilities,
     reduce,
@@ -57,6 +61,8 @@ def safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 def _resolve_level_weights(
     batch: Optional[bool], per_image: Optional[bool], reduction_weights: Optional[Sequence[float]]
 ) -> Tuple[float, float, float]:
+    check_bool("batch", batch, allow_none=True)
+    check_bool("per_image", per_image, allow_none=True)
     given = [name for name, v in (("batch", batch), ("per_image", per_image), ("reduction_weights", reduction_weights))
              if v is not None]
     if len(given) > 1:
@@ -67,8 +73,8 @@ def _resolve_level_weights(
         return (0.0, 1.0, 0.0) if per_image else (1.0, 0.0, 0.0)
     if reduction_weights is None:
         return (1.0, 0.0, 0.0)
-    w = tuple(float(v) for v in reduction_weights)
-    if len(w) != 3 or min(w) < 0 or sum(w) <= 0:
+    w = check_numbers("reduction_weights", reduction_weights, low=0, length=3)
+    if sum(w) <= 0:
         raise ValueError(
             "reduction_weights must be three nonnegative numbers (mIoU^D, mIoU^I, mIoU^C), not all zero, "
             f"got {tuple(reduction_weights)}."
@@ -132,7 +138,7 @@ class TverskyMetricLoss(_Loss):
             before the means; they are not renormalised (a plain mean follows, as in JDTLoss and MONAI).
         active_classes_hard: ``"present"`` (default) or ``"all"``, used when ``to_onehot_y=True``.
         active_classes_soft: ``"all"`` (default) or ``"present"``, used otherwise.
-        threshold: a class is present where the target exceeds it (default 0.01).
+        threshold: a class is present where the target exceeds it, in ``[0, 1)`` (default 0.01).
         reduction: ``"mean"`` (default): the combination above, a scalar. ``"none"``: the loss per class with
             MONAI's ``DiceLoss`` shape, ``(C, 1, 1[, 1])``, for the per-batch level (``batch=True``), or per image
             and class, ``(B, C, 1, 1[, 1])``, for the per-image/per-class levels (``batch=False``); class weights
@@ -147,8 +153,9 @@ class TverskyMetricLoss(_Loss):
         ignore_index: with a label-map target, voxels with this value are removed from both prediction and target.
 
     Raises:
-        ValueError: incompatible activations, a negative or out-of-range parameter, more than one of ``batch``,
-            ``per_image`` and ``reduction_weights``, ``reduction="none"``/``"sum"`` with several reduction levels.
+        ValueError: incompatible activations, a parameter of the wrong type, not finite or out of its range (the
+            message names it), more than one of ``batch``, ``per_image`` and ``reduction_weights``,
+            ``reduction="none"``/``"sum"`` with several reduction levels.
 
     Example:
         >>> x = torch.tensor([1.0, 0.0, 0.5, 0.0]).view(1, 1, 2, 2)
@@ -182,21 +189,23 @@ class TverskyMetricLoss(_Loss):
     ) -> None:
         super().__init__(reduction=check_reduction(reduction))
         check_activation_args(sigmoid, softmax, other_act)
-        if alpha < 0 or beta < 0:
-            raise ValueError(f"alpha and beta must be >= 0, got alpha={alpha}, beta={beta}.")
+        for name, flag in (("include_background", include_background), ("to_onehot_y", to_onehot_y),
+                           ("log_loss", log_loss)):
+            check_bool(name, flag)
+        alpha, beta = check_number("alpha", alpha, low=0), check_number("beta", beta, low=0)
         if alpha + beta == 0:
             raise ValueError("alpha and beta must not both be 0 (the index would be 1 for any input).")
-        if not gamma >= 1:
-            raise ValueError(f"gamma must be >= 1, got {gamma}.")
-        if not norm >= 1:
-            raise ValueError(f"norm must be a number >= 1, got {norm}.")
-        if not smooth >= 0:
-            raise ValueError(f"smooth must be >= 0, got {smooth}.")
-        if not threshold >= 0:
-            raise ValueError(f"threshold must be >= 0, got {threshold}.")
-        for name, mode in (("active_classes_hard", active_classes_hard), ("active_classes_soft", active_classes_soft)):
-            if str(mode).lower() not in _ACTIVE_MODES:
-                raise ValueError(f"{name} must be one of {_ACTIVE_MODES}, got {mode!r}.")
+        gamma = check_number("gamma", gamma, low=1)
+        norm = check_number("norm", norm, low=1)
+        smooth = check_number("smooth", smooth, low=0)
+        threshold = check_number("threshold", threshold, low=0, high=1, high_open=True)
+        # case-insensitive, as JDTLoss
+        active_classes_hard, active_classes_soft = (
+            check_choice(name, mode.lower() if isinstance(mode, str) else mode, _ACTIVE_MODES)
+            for name, mode in (("active_classes_hard", active_classes_hard),
+                               ("active_classes_soft", active_classes_soft))
+        )
+        check_number("ignore_index", ignore_index, integer=True, allow_none=True)
         self.level_weights = _resolve_level_weights(batch, per_image, reduction_weights)
         n_levels = sum(w > 0 for w in self.level_weights)
         if self.reduction != LossReduction.MEAN.value and n_levels > 1:
@@ -219,8 +228,8 @@ class TverskyMetricLoss(_Loss):
         self.gamma = float(gamma)
         self.norm = float(norm)
         self.log_loss = log_loss
-        self.active_classes_hard = active_classes_hard.lower()
-        self.active_classes_soft = active_classes_soft.lower()
+        self.active_classes_hard = active_classes_hard
+        self.active_classes_soft = active_classes_soft
         self.threshold = float(threshold)
         self.smooth = float(smooth)
         self.ignore_index = ignore_index

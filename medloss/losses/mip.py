@@ -19,7 +19,10 @@ from medloss.losses.focal_tversky import FocalTverskyLoss
 from medloss.validation import (
     check_activation_args,
     check_axes,
+    check_bool,
+    check_choice,
     check_finite,
+    check_number,
     check_range,
     check_reduction,
     prepare_probabilities,
@@ -166,15 +169,16 @@ class MIPLoss(_Loss):
         super().__init__(reduction=check_reduction(reduction))
         # the activation is applied once here; the inner losses receive probabilities
         check_activation_args(sigmoid, softmax, other_act)
+        check_bool("include_background", include_background)
+        check_bool("to_onehot_y", to_onehot_y)
+        check_bool("batch", batch, allow_none=True)
         self.axes = check_axes(axes)
-        if axis_reduction not in _AXIS_REDUCTIONS:
-            raise ValueError(f"axis_reduction must be one of {_AXIS_REDUCTIONS}, got {axis_reduction!r}.")
-        if slab_size is not None and (isinstance(slab_size, bool) or not isinstance(slab_size, int) or slab_size < 1):
-            raise ValueError(f"slab_size must be None or an int >= 1, got {slab_size!r}.")
-        if not (voxel_weight >= 0 and mip_weight >= 0) or voxel_weight + mip_weight == 0:
-            raise ValueError(
-                f"voxel_weight and mip_weight must be >= 0 and not both 0, got {voxel_weight} and {mip_weight}."
-            )
+        check_choice("axis_reduction", axis_reduction, _AXIS_REDUCTIONS)
+        slab_size = check_number("slab_size", slab_size, low=1, integer=True, allow_none=True)
+        voxel_weight = check_number("voxel_weight", voxel_weight, low=0)
+        mip_weight = check_number("mip_weight", mip_weight, low=0)
+        if voxel_weight + mip_weight == 0:
+            raise ValueError("voxel_weight and mip_weight must not both be 0 (the loss would be constant).")
         if mip_loss is not None and batch is not None:
             raise ValueError("batch configures the default mip_loss only; set it on the given mip_loss instead.")
         for name, loss in (("mip_loss", mip_loss), ("voxel_loss", voxel_loss)):

@@ -16,8 +16,22 @@ import torch.nn as nn
 from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
 
-from medloss.losses.set_distances import EnergyDistanceLoss, SinkhornDistanceLoss, activate_samples
-from medloss.validation import check_activation_args, check_binary, check_finite, check_reduction, one_hot, reduce
+from medloss.losses.set_distances import (
+    EnergyDistanceLoss,
+    SinkhornDistanceLoss,
+    activate_samples,
+    check_sinkhorn_options,
+)
+from medloss.validation import (
+    check_activation_args,
+    check_binary,
+    check_bool,
+    check_finite,
+    check_number,
+    check_reduction,
+    one_hot,
+    reduce,
+)
 
 __all__ = ["PULASkiLoss"]
 
@@ -75,8 +89,10 @@ class PULASkiLoss(_Loss):
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(B,)``) over the per-item losses.
 
     Raises:
-        ValueError: unknown ``distance``, ``"base"`` without ``segmentation_loss`` (or the reverse), negative
-            ``kl_weight``, ``num_samples < 1``.
+        ValueError: unknown ``distance``, ``"base"`` without ``segmentation_loss`` (or the reverse), ``kl_weight``
+            not finite and ``>= 0``, ``num_samples`` not an integer ``>= 1``, bad ``blur``/``scaling`` (see
+            :class:`SinkhornDistanceLoss`, checked for every distance), a switch that is not a bool, a ``seed``
+            that is not an integer ``>= 0``, generators that are not ``torch.Generator``.
 
     Example:
         >>> import torch
@@ -111,10 +127,19 @@ class PULASkiLoss(_Loss):
         if sigmoid is None:  # the ProbabilisticUNet outputs logits: sigmoid unless another activation is chosen
             sigmoid = not softmax and other_act is None
         check_activation_args(sigmoid, softmax, other_act)
-        if not kl_weight >= 0:
-            raise ValueError(f"kl_weight must be >= 0, got {kl_weight}.")
-        if num_samples is not None and int(num_samples) < 1:
-            raise ValueError(f"num_samples must be >= 1 or None, got {num_samples}.")
+        for name, flag in (("include_background", include_background), ("to_onehot_y", to_onehot_y),
+                           ("per_voxel", per_voxel), ("same_rater_for_batch", same_rater_for_batch)):
+            check_bool(name, flag)
+        kl_weight = check_number("kl_weight", kl_weight, low=0)
+        num_samples = check_number("num_samples", num_samples, low=1, integer=True, allow_none=True)
+        # checked whatever the distance, so that a configuration does not hide a bad value until it is switched
+        blur, scaling = check_sinkhorn_options(blur, scaling)
+        seed = check_number("seed", seed, low=0, integer=True, allow_none=True)
+        for name, gen in (("generator", generator), ("model_generator", model_generator)):
+            if gen is not None and not isinstance(gen, torch.Generator):
+                raise ValueError(f"{name} must be None or a torch.Generator, got {type(gen).__name__}.")
+        if segmentation_loss is not None and not callable(segmentation_loss):
+            raise ValueError(f"segmentation_loss must be None or callable, got {type(segmentation_loss).__name__}.")
         self.include_background = include_background
         self.to_onehot_y = to_onehot_y
         self.sigmoid, self.softmax, self.other_act = sigmoid, softmax, other_act
@@ -152,25 +177,54 @@ class PULASkiLoss(_Loss):
         idx = torch.randint(num_raters, size, generator=self.generator)
         return idx.expand(batch).to(device)
 
+    @staticmethod
+    def _check_image(model: nn.Module, image: torch.Tensor, raters: torch.Tensor) -> torch.Tensor:
+        """Checks of the image; a floating dtype other than the model's is cast to the model's."""
+        if not isinstance(image, torch.Tensor):
+            raise ValueError(f"image must be a torch.Tensor, got {type(image).__name__}.")
+        if image.ndim >= 1 and image.shape[0] != raters.shape[0]:
+            raise ValueError(f"raters {tuple(raters.shape)} and image {tuple(image.shape)} differ in batch size.")
+        if image.ndim != raters.ndim - 1 or image.shape[2:] != raters.shape[3:]:
+            raise ValueError(
+                f"image must have shape (B, C_in, *spatial) matching raters (B, R, C, *spatial) = "
+                f"{tuple(raters.shape)}, got {tuple(image.shape)}."
+            )
+        if not image.is_floating_point():
+            raise ValueError(
+                f"image must be a floating point tensor of intensities, got dtype {image.dtype}; convert it with "
+                "image.float()."
+            )
+        check_finite(image, "image")
+        # a network's convolutions need the input in their weights' dtype (MONAI networks do not cast): float16 or
+        # bfloat16 images are cast to it; mixed precision is torch.autocast's job, which casts inside the layers
+        params = model.parameters() if isinstance(model, nn.Module) else ()  # any callable with the interface works
+        dtype = next((p.dtype for p in params if p.is_floating_point()), None)
+        return image if dtype is None or image.dtype == dtype else image.to(dtype)
+
     def forward(self, model: nn.Module, image: torch.Tensor, raters: torch.Tensor) -> torch.Tensor:
         """
         Args:
             model: probabilistic segmentation model; ``model(image, rater=(B, C, *spatial), num_samples=N,
                 generator=...)`` must return an object with ``samples`` ``(B, N, C, *spatial)`` and ``kl``
                 ``(B,)`` (see :class:`medloss.networks.ProbabilisticUNet`).
-            image: ``(B, C_in, H, W[, D])``.
+            image: ``(B, C_in, H, W[, D])`` floating point intensities; a dtype other than that of the model's
+                parameters (e.g. float16) is cast to it (use ``torch.autocast`` for mixed precision).
             raters: ``(B, R, C, H, W[, D])`` binary masks (``(B, R, 1, ...)`` label maps with ``to_onehot_y``).
 
         Returns:
             scalar, or ``(B,)`` with ``reduction="none"``.
+
+        Raises:
+            ValueError: raters not ``(B, R, C, *spatial)`` or without a rater, an image that is not a floating
+                point ``(B, C_in, *spatial)`` tensor matching the raters, NaN/Inf in image or raters, rater masks
+                that are not binary.
         """
         if not isinstance(raters, torch.Tensor) or raters.ndim not in (5, 6):
             shape = tuple(raters.shape) if isinstance(raters, torch.Tensor) else type(raters).__name__
             raise ValueError(f"raters must have shape (B, R, C, H, W[, D]), got {shape}.")
         if raters.shape[1] == 0:
             raise ValueError(f"need at least one rater mask (R >= 1), got raters of shape {tuple(raters.shape)}.")
-        if raters.shape[0] != image.shape[0]:
-            raise ValueError(f"raters {tuple(raters.shape)} and image {tuple(image.shape)} differ in batch size.")
+        image = self._check_image(model, image, raters)
         check_finite(raters, "raters")
         bsz, n_raters = raters.shape[:2]
         if self.to_onehot_y:
@@ -183,7 +237,7 @@ class PULASkiLoss(_Loss):
                 flat = raters.reshape((bsz * n_raters,) + tuple(raters.shape[2:]))
                 raters = one_hot(flat, n_ch).reshape((bsz, n_raters, n_ch) + tuple(raters.shape[3:]))
         check_binary(raters, "raters (rater masks)")
-        raters = raters.to(device=image.device, dtype=image.dtype if image.is_floating_point() else torch.float32)
+        raters = raters.to(device=image.device, dtype=image.dtype)
 
         idx = self._draw_raters(bsz, n_raters, raters.device)
         condition = raters[torch.arange(bsz, device=raters.device), idx]

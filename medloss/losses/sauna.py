@@ -17,9 +17,12 @@ from torch.nn.modules.loss import _Loss
 
 from medloss.losses.jaccard import safe_ratio
 from medloss.validation import (
+    check_bool,
+    check_choice,
     check_class_weights,
     check_finite,
     check_float_input,
+    check_number,
     check_range,
     check_reduction,
     check_same_shape,
@@ -114,7 +117,8 @@ class SignedJaccardLoss(_Loss):
         batch: True (default): sums over the whole batch (as released); False: one loss per image.
 
     Raises:
-        ValueError: ``pooled=False`` with ``signed=False``; bad ``class_weights``, ``smooth`` or ``reduction``.
+        ValueError: ``pooled=False`` with ``signed=False``; a switch that is not a bool; bad ``class_weights``,
+            ``smooth`` (``None`` or a finite number ``>= 0``) or ``reduction``.
 
     Example:
         >>> import torch
@@ -134,10 +138,11 @@ class SignedJaccardLoss(_Loss):
         batch: bool = True,
     ) -> None:
         super().__init__(reduction=check_reduction(reduction))
+        for name, flag in (("signed", signed), ("pooled", pooled), ("from_logits", from_logits), ("batch", batch)):
+            check_bool(name, flag)
         if not signed and not pooled:
             raise ValueError("pooled=False (type 1) splits signed labels; it has no meaning with signed=False.")
-        if smooth is not None and not smooth >= 0:
-            raise ValueError(f"smooth must be >= 0 or None, got {smooth}.")
+        smooth = check_number("smooth", smooth, low=0, allow_none=True)
         self.signed = bool(signed)
         self.pooled = bool(pooled)
         self.from_logits = bool(from_logits)
@@ -212,8 +217,8 @@ class FocalL1Loss(_Loss):
             ``(B, C, 1, 1[, 1])`` (MONAI's ``DiceLoss`` shape; its batch mean is the released per-channel value).
 
     Raises:
-        ValueError: non-positive ``alpha``/``beta``, negative ``pos_weight``, unknown ``opposite_sign_weight``,
-            bad ``class_weights`` or ``reduction``.
+        ValueError: ``alpha``/``beta`` not finite and ``> 0``, ``pos_weight`` not finite and ``>= 0``, unknown
+            ``opposite_sign_weight``, a switch that is not a bool, bad ``class_weights`` or ``reduction``.
 
     Example:
         >>> import torch
@@ -234,14 +239,12 @@ class FocalL1Loss(_Loss):
         reduction: Union[LossReduction, str] = LossReduction.MEAN,
     ) -> None:
         super().__init__(reduction=check_reduction(reduction))
-        if not alpha > 0 or not beta > 0:
-            raise ValueError(f"alpha and beta must be > 0, got alpha={alpha}, beta={beta}.")
-        if not pos_weight >= 0:
-            raise ValueError(f"pos_weight must be >= 0, got {pos_weight}.")
-        if opposite_sign_weight not in _OPPOSITE_SIGN_WEIGHTS:
-            raise ValueError(
-                f"opposite_sign_weight must be one of {_OPPOSITE_SIGN_WEIGHTS}, got {opposite_sign_weight!r}."
-            )
+        alpha = check_number("alpha", alpha, low=0, low_open=True)
+        beta = check_number("beta", beta, low=0, low_open=True)
+        pos_weight = check_number("pos_weight", pos_weight, low=0)
+        check_bool("detach_weight", detach_weight)
+        check_choice("opposite_sign_weight", opposite_sign_weight, _OPPOSITE_SIGN_WEIGHTS)
+        check_bool("from_logits", from_logits)
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.pos_weight = float(pos_weight)
@@ -308,7 +311,7 @@ class SAUNALoss(_Loss):
         batch: True (default): the Jaccard sums run over the whole batch; False: per image.
 
     Raises:
-        ValueError: bad parameters (see the two losses) or a negative ``distance_weight``.
+        ValueError: bad parameters (see the two losses) or a ``distance_weight`` that is not finite and ``>= 0``.
 
     Example:
         >>> import torch
@@ -334,8 +337,7 @@ class SAUNALoss(_Loss):
         batch: bool = True,
     ) -> None:
         super().__init__(reduction=check_reduction(reduction))
-        if not distance_weight >= 0:
-            raise ValueError(f"distance_weight must be >= 0, got {distance_weight}.")
+        distance_weight = check_number("distance_weight", distance_weight, low=0)
         self.distance_weight = float(distance_weight)
         self.from_logits = bool(from_logits)
         self.batch = bool(batch)

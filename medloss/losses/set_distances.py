@@ -27,7 +27,9 @@ from torch.nn.modules.loss import _Loss
 from medloss.validation import (
     check_activation_args,
     check_binary,
+    check_bool,
     check_finite,
+    check_number,
     check_range,
     check_reduction,
     one_hot,
@@ -38,6 +40,7 @@ __all__ = [
     "SinkhornDistanceLoss",
     "EnergyDistanceLoss",
     "activate_samples",
+    "check_sinkhorn_options",
     "epsilon_schedule",
     "sinkhorn_divergence",
 ]
@@ -193,6 +196,9 @@ class _SampleSetLoss(_Loss):
     ) -> None:
         super().__init__(reduction=check_reduction(reduction))
         check_activation_args(sigmoid, softmax, other_act)
+        for name, flag in (("include_background", include_background), ("to_onehot_y", to_onehot_y),
+                           ("per_voxel", per_voxel)):
+            check_bool(name, flag)
         self.include_background = include_background
         self.to_onehot_y = to_onehot_y
         self.sigmoid = sigmoid
@@ -261,7 +267,7 @@ class EnergyDistanceLoss(_SampleSetLoss):
         reduction: ``"mean"`` (PULASki: mean over the batch), ``"sum"`` or ``"none"`` (``(B,)``).
 
     Raises:
-        ValueError: incompatible activation options.
+        ValueError: incompatible activation options, a switch that is not a bool.
 
     Example:
         >>> import torch
@@ -284,6 +290,19 @@ class EnergyDistanceLoss(_SampleSetLoss):
 
 
 # --------------------------------------------------------------------------------------------- Sinkhorn divergence
+def check_sinkhorn_options(blur: float, scaling: float) -> Tuple[float, float]:
+    """``(blur, scaling)`` of the Sinkhorn divergence as floats, or ``ValueError``: ``blur`` finite and ``> 0`` with
+    a temperature ``blur ** 2`` that is a normal float (neither 0 nor overflowing), ``scaling`` in ``(0, 1)``."""
+    blur = check_number("blur", blur, low=0, low_open=True)
+    try:
+        eps = blur**2
+    except OverflowError:
+        eps = math.inf
+    if not np.finfo(np.float64).tiny < eps < np.finfo(np.float64).max:
+        raise ValueError(f"blur must give a temperature blur ** 2 in the float64 range, got blur={blur!r}.")
+    return blur, check_number("scaling", scaling, low=0, high=1, low_open=True, high_open=True)
+
+
 def epsilon_schedule(diameter: float, blur: float, scaling: float, p: int = 2) -> list:
     """Temperatures of the epsilon-scaling annealing: ``diameter^p``, geometric steps of ratio ``scaling^p``
     down to (excluding) ``blur^p``, then ``blur^p`` (the schedule of geomloss's ``SamplesLoss``)."""
@@ -382,7 +401,9 @@ class SinkhornDistanceLoss(_SampleSetLoss):
         reduction: ``"mean"`` (PULASki: mean over the batch), ``"sum"`` or ``"none"`` (``(B,)``).
 
     Raises:
-        ValueError: incompatible activation options, ``blur <= 0``, ``scaling`` outside (0, 1), ``diameter <= 0``.
+        ValueError: incompatible activation options, a switch that is not a bool, ``blur`` not finite and ``> 0``
+            (or ``blur ** 2`` outside the float64 range), ``scaling`` outside (0, 1), ``diameter`` not finite and
+            ``> 0``.
 
     Example:
         >>> import torch
@@ -406,15 +427,8 @@ class SinkhornDistanceLoss(_SampleSetLoss):
         reduction: Union[LossReduction, str] = LossReduction.MEAN,
     ) -> None:
         super().__init__(include_background, to_onehot_y, sigmoid, softmax, other_act, per_voxel, reduction)
-        if not blur > 0:
-            raise ValueError(f"blur must be > 0, got {blur}.")
-        if not 0 < scaling < 1:
-            raise ValueError(f"scaling must lie in (0, 1), got {scaling}.")
-        if diameter is not None and not diameter > 0:
-            raise ValueError(f"diameter must be > 0 or None, got {diameter}.")
-        self.blur = float(blur)
-        self.scaling = float(scaling)
-        self.diameter = diameter
+        self.blur, self.scaling = check_sinkhorn_options(blur, scaling)
+        self.diameter = check_number("diameter", diameter, low=0, low_open=True, allow_none=True)
 
     def _distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         scale = 1.0 / x.shape[-1] if self.per_voxel else 1.0

@@ -30,6 +30,7 @@ def binary_metrics(
     metrics: Sequence[str] = ALL_METRICS,
     nsd_tolerance: float = 1.0,
     mask: Optional[ArrayLike] = None,
+    connectivity: int = 1,
 ) -> Dict[str, Union[int, float]]:
     """The metrics of one binary prediction against its reference as a flat ``{name: value}`` dict.
 
@@ -43,6 +44,9 @@ def binary_metrics(
         nsd_tolerance: NSD tolerance in mm.
         mask: optional boolean array, the voxels that count (nnU-Net: not the ignore label). Prediction and target
             are restricted to it first, so the distance and topology metrics see the voxels outside as background.
+        connectivity: of the Betti number and Betti matching errors: ``1`` (face neighbours, 4/6-connected
+            foreground) or the number of spatial dimensions (full neighbourhood, 8/26-connected; TopoMortar's
+            convention), see :func:`~medloss.metrics.betti_number_error`.
 
     Returns:
         Keys in this order: ``Dice, IoU, TP, FP, FN, TN, n_pred, n_ref`` (:func:`~medloss.metrics.overlap_metrics`),
@@ -52,7 +56,8 @@ def binary_metrics(
         Dice, IoU, HD95, NSD and clDice (an undefined score, left out of means), 0 for the topology errors.
 
     Raises:
-        ValueError: unknown metric names, and bad input as the metric functions.
+        ValueError: unknown metric names, a connectivity other than 1 and ``ndim``, and bad input as the metric
+            functions.
 
     Example:
         >>> import numpy as np
@@ -66,12 +71,14 @@ def binary_metrics(
     from medloss.metrics.overlap import overlap_metrics
     from medloss.metrics.surface import surface_metrics
     from medloss.metrics.topology import betti_matching_error, betti_number_error
+    from medloss.topology.api import check_connectivity
     from medloss.validation import binarize_image_pair, to_numpy
 
     unknown = sorted(set(metrics) - set(ALL_METRICS))
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; choose from {list(ALL_METRICS)}.")
     pred, ref = binarize_image_pair(prediction, target)
+    check_connectivity(connectivity, pred.ndim)  # up front, also when no topology metric is asked for
     out: Dict[str, Union[int, float]] = dict(overlap_metrics(pred, ref, mask))  # also checks the mask
     if mask is not None:
         keep = to_numpy(mask, "mask").astype(bool, copy=False)
@@ -82,7 +89,7 @@ def binary_metrics(
         out["clDice"] = math.nan if not (pred.any() or ref.any()) else float(cldice(pred, ref))
     for name, key, fn in (("Betti", "BNE", betti_number_error), ("BettiMatching", "BME", betti_matching_error)):
         if name in metrics:
-            per_dim = fn(pred, ref).per_dim
+            per_dim = fn(pred, ref, connectivity=connectivity).per_dim
             out.update({f"{key}{d}": float(v) for d, v in enumerate(per_dim)})
             out[key] = float(np.sum(per_dim))
     return out

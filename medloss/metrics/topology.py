@@ -57,12 +57,19 @@ def betti_number_error(
     threshold: float = 0.5,
     relative: bool = False,
     include_background: bool = True,
+    connectivity: int = 1,
 ) -> TopologyError:
     """Betti number error ``BNE_d = |beta_d(P) - beta_d(G)|`` per homology dimension.
 
-    Betti numbers of the V-construction cubical complex of the foreground (4-connected in 2D, 6-connected in 3D;
-    cavities/holes are 8/26-connected), counting the essential component: ``beta_0`` is the number of foreground
-    components. Computed by :func:`medloss.topology.betti_numbers`.
+    Betti numbers of the cubical complex of the foreground, counting the essential component: ``beta_0`` is the
+    number of foreground components. Computed by :func:`medloss.topology.betti_numbers`. With the default
+    ``connectivity=1`` (V-construction) the foreground is 4-connected in 2D, 6-connected in 3D (holes/cavities
+    8/26-connected); with ``connectivity=ndim`` (T-construction) it is 8/26-connected (holes 4/6-connected).
+
+    TopoMortar (Valverde et al. 2025, https://github.com/jmlipman/TopoMortar) scores ``connectivity=2`` with gudhi,
+    whose ``beta_0`` of an empty mask is 1 (the essential class) instead of 0: the errors agree whenever both masks
+    are non-empty. To reproduce its numbers for empty masks too, compare ``np.maximum(beta_0, 1)`` of
+    :func:`medloss.topology.betti_numbers` instead.
 
     Args:
         prediction: probabilities or a binary mask, ``(*spatial)`` (2D/3D) or ``(B, C, *spatial)``; binarised as
@@ -74,13 +81,16 @@ def betti_number_error(
             are the bar counts of the relative barcodes from the matching (``beta_d(P) = matched_d +
             unmatched_pred_d``), so ``BNE_d = |unmatched_pred_d - unmatched_target_d|``.
         include_background: for batched input, keep channel 0 (ignored for single-channel input).
+        connectivity: ``1`` (face neighbours) or the number of spatial dimensions (full neighbourhood), as in
+            scikit-image; see :func:`medloss.topology.betti_numbers`.
 
     Returns:
         :class:`TopologyError`: ``per_dim`` (int64, ``(ndim,)`` or ``(B, C, ndim)``) and ``total`` (sum over
         dimensions).
 
     Raises:
-        ValueError: shapes differ, not 2D/3D, empty, NaN/Inf, or a target that is not binary.
+        ValueError: shapes differ, not 2D/3D, empty, NaN/Inf, a target that is not binary, or a connectivity other
+            than 1 and ``ndim``.
 
     Example:
         >>> import numpy as np
@@ -88,12 +98,18 @@ def betti_number_error(
         >>> pred = gt.copy(); pred[3:5, 3:5] = 0  # a hole
         >>> betti_number_error(pred, gt).per_dim.tolist()
         [0, 1]
+        >>> diagonal = np.eye(4); broken = diagonal.copy(); broken[2, 2] = 0
+        >>> betti_number_error(broken, diagonal, connectivity=2).per_dim.tolist()  # 8-connected: one break
+        [1, 0]
     """
-    from medloss.topology.api import betti_matching_batch, betti_numbers
+    from medloss.topology.api import betti_matching_batch, betti_numbers, check_connectivity
 
     pred, gt, lead = binarize_pair(prediction, target, threshold, include_background)
+    connectivity = check_connectivity(connectivity, pred.ndim - 1)
     if relative:
-        results = betti_matching_batch(list(pred), list(gt), filtration="superlevel", relative=True)
+        results = betti_matching_batch(
+            list(pred), list(gt), filtration="superlevel", relative=True, connectivity=connectivity
+        )
         per_inst = np.stack(
             [np.abs(np.asarray(r.num_unmatched_pred) - np.asarray(r.num_unmatched_target)) for r in results]
         ).astype(np.int64)
@@ -101,7 +117,7 @@ def betti_number_error(
         per_inst = np.zeros((pred.shape[0], pred.ndim - 1), np.int64)
         for i, pair in enumerate(_cropped(pred, gt)):
             if pair is not None:
-                per_inst[i] = np.abs(betti_numbers(pair[0]) - betti_numbers(pair[1]))
+                per_inst[i] = np.abs(betti_numbers(pair[0], connectivity) - betti_numbers(pair[1], connectivity))
     return _shape_output(per_inst, lead)
 
 
@@ -112,6 +128,7 @@ def betti_matching_error(
     relative: bool = False,
     include_background: bool = True,
     num_workers: Optional[int] = None,
+    connectivity: int = 1,
 ) -> TopologyError:
     """Betti matching error (Stucki et al., ICML 2023, https://arxiv.org/abs/2211.15272) per homology dimension.
 
@@ -135,12 +152,16 @@ def betti_matching_error(
         include_background: for batched input, keep channel 0 (ignored for single-channel input).
         num_workers: threads for the matching of a batch (``None``: :func:`medloss.topology.betti_matching_batch`'s
             default).
+        connectivity: ``1``: V-construction, 4/6-connected foreground (Betti-Matching-3D's convention);
+            ``ndim``: T-construction, 8/26-connected foreground (the convention of :func:`betti_number_error` with
+            the same value), computed on a grid ``2^ndim`` times larger (see :func:`medloss.topology.betti_matching`).
 
     Returns:
         :class:`TopologyError`: ``per_dim`` (int64, ``(ndim,)`` or ``(B, C, ndim)``) and ``total``.
 
     Raises:
-        ValueError: shapes differ, not 2D/3D, empty, NaN/Inf, or a target that is not binary.
+        ValueError: shapes differ, not 2D/3D, empty, NaN/Inf, a target that is not binary, or a connectivity other
+            than 1 and ``ndim``.
 
     Example:
         >>> import numpy as np
@@ -149,9 +170,10 @@ def betti_matching_error(
         >>> betti_matching_error(pred, gt).per_dim.tolist()
         [1, 0]
     """
-    from medloss.topology.api import betti_matching_batch
+    from medloss.topology.api import betti_matching_batch, check_connectivity
 
     pred, gt, lead = binarize_pair(prediction, target, threshold, include_background)
+    connectivity = check_connectivity(connectivity, pred.ndim - 1)
     per_inst = np.zeros((pred.shape[0], pred.ndim - 1), np.int64)
     if relative:  # the border matters: no crop
         todo = list(range(pred.shape[0]))
@@ -166,6 +188,7 @@ def betti_matching_error(
         filtration="superlevel",
         num_workers=num_workers,
         relative=relative,
+        connectivity=connectivity,
     )
     for i, r in zip(todo, results):
         per_inst[i] = np.asarray(r.num_unmatched_pred, np.int64) + np.asarray(r.num_unmatched_target, np.int64)
@@ -185,17 +208,26 @@ class _TopologyMetric(ReducedMetric):
         per_dimension: bool = False,
         reduction: Union[MetricReduction, str] = MetricReduction.MEAN,
         get_not_nans: bool = False,
+        connectivity: int = 1,
     ) -> None:
+        from medloss.topology.api import check_connectivity
+
         super().__init__(include_background, threshold, reduction, get_not_nans)
         self.relative = relative
         self.per_dimension = per_dimension
+        self.connectivity = check_connectivity(connectivity)  # against the input's ndim at every call
 
     def _compute_tensor(  # type: ignore[override]
         self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs: Any
     ) -> torch.Tensor:
         self.check_batched(y_pred)
         result = self._fn(
-            y_pred, y, threshold=self.threshold, relative=self.relative, include_background=self.include_background
+            y_pred,
+            y,
+            threshold=self.threshold,
+            relative=self.relative,
+            include_background=self.include_background,
+            connectivity=self.connectivity,
         )
         out = result.per_dim if self.per_dimension else result.total
         return torch.as_tensor(out, dtype=torch.float32, device=y_pred.device)
@@ -214,6 +246,8 @@ class BettiNumberErrorMetric(_TopologyMetric):
         reduction: MONAI metric reduction (``"mean"``, ``"sum"``, ``"mean_batch"``, ``"sum_batch"``,
             ``"mean_channel"``, ``"sum_channel"``, ``"none"``).
         get_not_nans: ``aggregate()`` also returns the count of not-NaN entries.
+        connectivity: ``1`` (face neighbours, 4/6-connected foreground) or the number of spatial dimensions (full
+            neighbourhood, 8/26-connected), as in :func:`betti_number_error`.
 
     Inputs to ``__call__``: ``y_pred`` and ``y`` of shape ``(B, C, H, W[, D])`` (or lists of channel-first tensors),
     ``y`` binary one-hot.
@@ -233,6 +267,8 @@ class BettiMatchingErrorMetric(_TopologyMetric):
         reduction: MONAI metric reduction (``"mean"``, ``"sum"``, ``"mean_batch"``, ``"sum_batch"``,
             ``"mean_channel"``, ``"sum_channel"``, ``"none"``).
         get_not_nans: ``aggregate()`` also returns the count of not-NaN entries.
+        connectivity: ``1`` (face neighbours, 4/6-connected foreground) or the number of spatial dimensions (full
+            neighbourhood, 8/26-connected), as in :func:`betti_number_error`.
 
     Inputs to ``__call__``: ``y_pred`` and ``y`` of shape ``(B, C, H, W[, D])`` (or lists of channel-first tensors),
     ``y`` binary one-hot.

@@ -18,6 +18,8 @@ List[Tensor]``, later arguments optional (the loss reads the forward schema and 
   loss passes ``len(weights)``.
 - ``stats``: flat ``[min, max, mean, std]`` (unbiased std) of the **whole image**; a model uses it when it has 4
   elements and otherwise falls back to the statistics of the tensor it received (use ``numel()``, not shape ops).
+  The losses never hand std 0: a constant image gets std 1 (:func:`medloss.losses.impact.guard_stats`); a model's
+  own fallback must guard its std the same way (a constant tensor, or a single voxel, has std 0 or NaN).
 - ``direction``: 3x3 int16 direction matrix for 3D models, 2x2 identity for 2D ones.
 - returns a list (or tuple) of ``(N, C_l, *spatial_l)`` maps; every weighted layer must be differentiable.
 
@@ -36,15 +38,15 @@ Bring your own extractor (recipe)::
                     direction: torch.Tensor = torch.tensor([])) -> List[torch.Tensor]:
             n = int(nb_layers.flatten()[0].item())
             if stats.numel() == 4:                      # whole-image statistics: tiles normalised alike
-                x = (x - stats[2]) / stats[3]           # the normalisation the backbone was trained with
-            else:
-                x = (x - x.mean()) / x.std()
+                x = (x - stats[2]) / stats[3]           # std > 0: the loss hands 1 for a constant image
+            else:                                       # own statistics: guard a constant tensor (std 0 or NaN)
+                std = x.std() if x.numel() > 1 else torch.zeros_like(x.mean())
+                x = (x - x.mean()) / torch.where(std > 1e-6 * x.abs().max(), std, torch.ones_like(std))
             out: List[torch.Tensor] = []
-            for i, stage in enumerate(self.stages):
-                x = stage(x)
-                out.append(x)
-                if i + 1 == n:
-                    break
+            for i, stage in enumerate(self.stages):     # TorchScript unrolls this loop: no break
+                if i < n:
+                    x = stage(x)
+                    out.append(x)
             return out
 
     torch.jit.script(MyExtractor(stages).eval()).save("my_extractor.pt")

@@ -20,9 +20,9 @@ to a trainer does.
 Modules, one per method family: :mod:`~medloss.nnunet.base` (the base trainer and its hooks),
 :mod:`~medloss.nnunet.loss_wiring` (how a loss meets nnU-Net's tensors), :mod:`~medloss.nnunet.mip`,
 :mod:`~medloss.nnunet.jaccard`, :mod:`~medloss.nnunet.betti`, :mod:`~medloss.nnunet.fairness`,
-:mod:`~medloss.nnunet.sauna`, :mod:`~medloss.nnunet.pulaski`, :mod:`~medloss.nnunet.impact`;
-:mod:`~medloss.nnunet.trainers` (all trainers in one namespace, for nnU-Net's lookup),
-:mod:`~medloss.nnunet.preprocessing` (plans edits of ``sauna-preprocess`` and ``raters-preprocess``),
+:mod:`~medloss.nnunet.sauna`, :mod:`~medloss.nnunet.pulaski`, :mod:`~medloss.nnunet.impact`,
+:mod:`~medloss.nnunet.skeleton`; :mod:`~medloss.nnunet.trainers` (all trainers in one namespace, for nnU-Net's
+lookup), :mod:`~medloss.nnunet.preprocessing` (plans edits of ``sauna-preprocess`` and ``raters-preprocess``),
 :mod:`~medloss.nnunet.datasets` (plans configurations for small experiments) and :mod:`~medloss.nnunet.cli`.
 """
 
@@ -45,6 +45,8 @@ _METHOD_TRAINERS = {
     "nnUNetTrainerMedlossSAUNA": ".sauna",
     "nnUNetTrainerMedlossPULASki": ".pulaski",
     "nnUNetTrainerMedlossIMPACT": ".impact",
+    "nnUNetTrainerMedlossClDice": ".skeleton",
+    "nnUNetTrainerMedlossSkeletonRecall": ".skeleton",
 }
 
 

@@ -10,14 +10,24 @@ ACTIONS = {
     "train": "nnUNetv2_train with medloss trainers registered (takes exactly nnUNetv2_train's arguments)",
     "predict": "nnUNetv2_predict with medloss trainers registered (takes exactly nnUNetv2_predict's arguments)",
     "trainers": "list the medloss trainer names",
-    "sauna-preprocess": "store SAUNA soft labels next to preprocessed data: -d DATASET [-c CONFIG] [-p PLANS]",
-    "raters-preprocess": "preprocess a multi-rater dataset for PULASki: -d DATASET [-c CONFIG] [-p PLANS]",
+    "sauna-preprocess": "store SAUNA soft labels next to preprocessed data: -d DATASET [-c CONFIG] [-p PLANS] "
+                        "(a re-run overwrites the earlier output)",
+    "raters-preprocess": "preprocess a multi-rater dataset for PULASki: -d DATASET [-c CONFIG] [-p PLANS] "
+                         "(a re-run overwrites the earlier output)",
 }
 
 
+PREPROCESS_EPILOG = ("The command is a transaction and can be run again: every input is checked before the first "
+                     "case is written, the cases are written into a staging folder that replaces the output "
+                     "configuration's data folder (the output of an earlier run included) only when all were "
+                     "written, and the plans file is updated last. A failed run leaves the earlier output and the "
+                     "plans as they were.")
+
+
 def _preprocess(action: str, argv) -> int:
-    parser = argparse.ArgumentParser(prog=f"medloss nnunet {action}", description=ACTIONS[action])
-    parser.add_argument("-d", required=True, help="dataset id or name")
+    parser = argparse.ArgumentParser(prog=f"medloss nnunet {action}", description=ACTIONS[action],
+                                     epilog=PREPROCESS_EPILOG)
+    parser.add_argument("-d", required=True, help="dataset id or name (501 or Dataset501_Name)")
     parser.add_argument("-c", default="3d_fullres", help="source configuration (default 3d_fullres)")
     parser.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
     args = parser.parse_args(argv)
@@ -26,7 +36,10 @@ def _preprocess(action: str, argv) -> int:
     else:
         from medloss.nnunet.pulaski import preprocess_raters as run
     dataset = int(args.d) if args.d.isdigit() else args.d
-    name = run(dataset, configuration=args.c, plans_identifier=args.p)
+    try:
+        name = run(dataset, configuration=args.c, plans_identifier=args.p)
+    except NotImplementedError as err:  # a dataset the method does not support is the user's mistake here
+        raise ValueError(str(err)) from err
     print(f"wrote configuration {name!r}: train with `medloss nnunet train {args.d} {name} FOLD -tr ...`")
     return 0
 
@@ -39,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _require_nnunet() -> None:
     try:
         import nnunetv2  # noqa: F401
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise SystemExit(f"nnU-Net v2 is not installed ({err}); install it with: pip install \"medloss[nnunet]\"")
+    except ImportError as err:
+        raise ValueError(
+            f"nnU-Net v2 is not installed ({err}); install it with: pip install \"medloss[nnunet]\"") from None
 
 
 def main(args: argparse.Namespace) -> int:

@@ -51,7 +51,8 @@ from torch.nn.parallel import DistributedDataParallel
 from medloss.data import list_rater_files
 from medloss.nnunet.base import add_epoch_variants, nnUNetTrainerMedloss, resolve_hyperparameters
 from medloss.nnunet.loss_wiring import AddedTerm
-from medloss.nnunet.preprocessing import add_derived_configuration, load_plans_for_extra_channels
+from medloss.nnunet.preprocessing import (add_derived_configuration, load_plans_for_extra_channels, nnunet_folder,
+                                         staged_configuration)
 
 #: Why region-based labels are not supported.
 REGIONS_NOTE = ("Rater maps are label maps, and nnU-Net's conversion of a segmentation to regions keeps only its "
@@ -76,6 +77,13 @@ def preprocess_raters(
     records ``"medloss": {"num_raters": R}``, which the trainer checks. Its targets have ``1 + R`` channels: only
     :class:`nnUNetTrainerMedlossPULASki` can train on it (other trainers expect one channel).
 
+    A transaction (:func:`medloss.nnunet.preprocessing.staged_configuration`): the plans, the raw dataset and every
+    case's reference and rater files (present, readable, of the reference's shape, with labels of ``dataset.json``,
+    the same number of raters for every case) are checked before the first case is written; the cases are written
+    into a staging folder that replaces the output configuration's data folder, and the plans are updated, only
+    when all were written. Running it again overwrites the earlier output; a failed run leaves the earlier output
+    and the plans as they were.
+
     Args:
         dataset: dataset id or name (``501`` / ``"Dataset501_Name"``).
         configuration: the configuration whose preprocessing is reproduced (and inherited).
@@ -83,21 +91,18 @@ def preprocess_raters(
         output_configuration: name of the new configuration.
 
     Raises:
-        ValueError: missing or misnamed rater files (see :func:`medloss.data.list_rater_files`), rater maps whose
-            shape differs from the image or with labels unknown to ``dataset.json``.
+        ValueError: ``nnUNet_raw`` or ``nnUNet_preprocessed`` not set, an unknown dataset or configuration, no plans
+            file, missing or misnamed rater files (see :func:`medloss.data.list_rater_files`), a reference or rater
+            file that cannot be read, rater maps whose shape differs from the reference or the image or with labels
+            unknown to ``dataset.json``, an output that cannot be written.
         NotImplementedError: region-based labels or an ignore label (see :class:`nnUNetTrainerMedlossPULASki`).
     """
-    from batchgenerators.utilities.file_and_folder_operations import save_json
-    from nnunetv2 import paths
     from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params, nnUNetDatasetBlosc2
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
     name, plans_file, plans, dataset_json = load_plans_for_extra_channels(
         dataset, configuration, plans_identifier, "PULASki", REGIONS_NOTE)
-    raw_folder = os.path.join(paths.nnUNet_raw, name)
-    cases = get_filenames_of_train_images_and_targets(raw_folder, dataset_json)
-    raters = list_rater_files(raw_folder, "Tr", cases=list(cases), file_ending=dataset_json["file_ending"])
+    cases, raters = _training_cases_with_raters(name, dataset_json)
     num_raters = len(next(iter(raters.values())))
 
     output_configuration = output_configuration or f"{configuration}_raters"
@@ -105,30 +110,77 @@ def preprocess_raters(
     plans_manager = PlansManager(plans)
     cm = plans_manager.get_configuration(output_configuration)
     labels = set(plans_manager.get_label_manager(dataset_json).all_labels)
-    out_folder = os.path.join(paths.nnUNet_preprocessed, name, cm.data_identifier)
-    os.makedirs(out_folder, exist_ok=True)
-    preprocessor = cm.preprocessor_class(verbose=False)
     rw = plans_manager.image_reader_writer_class()
-    for case, files in cases.items():
-        data, properties = rw.read_images(files["images"])
-        seg_files = [files["label"]] + raters[case]
-        maps = [rw.read_seg(p)[0] for p in seg_files]
-        for path, m in zip(seg_files, maps):
-            if m.shape[1:] != data.shape[1:]:
-                raise ValueError(f"{path}: shape {m.shape[1:]} differs from the image {data.shape[1:]} of {case}.")
-            unknown = set(np.unique(m).tolist()) - labels
-            if unknown:
-                raise ValueError(f"{path}: labels {sorted(unknown)} are not in dataset.json ({sorted(labels)}).")
-        seg = np.concatenate(maps, axis=0)
-        data, seg, properties = preprocessor.run_case_npy(data, seg, properties, plans_manager, cm, dataset_json)
-        data, seg = data.astype(np.float32, copy=False), seg.astype(np.int16, copy=False)
-        patch = tuple(cm.patch_size)
-        blocks, chunks = comp_blosc2_params(data.shape, patch, data.itemsize)
-        blocks_seg, chunks_seg = comp_blosc2_params(seg.shape, patch, seg.itemsize)
-        nnUNetDatasetBlosc2.save_case(data, seg, properties, os.path.join(out_folder, case), chunks=chunks,
-                                      blocks=blocks, chunks_seg=chunks_seg, blocks_seg=blocks_seg)
-    save_json(plans, plans_file, sort_keys=False)
+    # every segmentation file is read once before anything is written: a bad rater file of the last case must not
+    # be found after the other cases were preprocessed
+    shapes = {case: _check_segmentations(rw, [files["label"]] + raters[case], labels) for case, files in cases.items()}
+    out_folder = os.path.join(os.path.dirname(plans_file), cm.data_identifier)
+    preprocessor = cm.preprocessor_class(verbose=False)
+    with staged_configuration(plans, plans_file, out_folder) as staging:
+        for case, files in cases.items():
+            data, properties = _read_segmentation_or_image(rw.read_images, files["images"])
+            # images are read here only (they are large); nnU-Net's planning already read them with the references
+            if data.shape[1:] != shapes[case]:
+                raise ValueError(f"{files['label']}: shape {shapes[case]} differs from the image {data.shape[1:]} "
+                                 f"of case {case!r}.")
+            seg = np.concatenate([_read_segmentation_or_image(rw.read_seg, p)[0]
+                                  for p in [files["label"]] + raters[case]], axis=0)
+            data, seg, properties = preprocessor.run_case_npy(data, seg, properties, plans_manager, cm, dataset_json)
+            data, seg = data.astype(np.float32, copy=False), seg.astype(np.int16, copy=False)
+            patch = tuple(cm.patch_size)
+            blocks, chunks = comp_blosc2_params(data.shape, patch, data.itemsize)
+            blocks_seg, chunks_seg = comp_blosc2_params(seg.shape, patch, seg.itemsize)
+            nnUNetDatasetBlosc2.save_case(data, seg, properties, os.path.join(staging, case), chunks=chunks,
+                                          blocks=blocks, chunks_seg=chunks_seg, blocks_seg=blocks_seg)
     return output_configuration
+
+
+def _training_cases_with_raters(name: str, dataset_json: dict) -> Tuple[Dict[str, dict], Dict[str, List[str]]]:
+    """nnU-Net's training cases of raw dataset ``name`` (``{case: {"images", "label"}}``) and their rater files."""
+    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
+
+    raw_folder = os.path.join(nnunet_folder("nnUNet_raw"), name)
+    if not os.path.isfile(os.path.join(raw_folder, "dataset.json")):
+        raise ValueError(f"the raw dataset {raw_folder} (nnUNet_raw) is missing or has no dataset.json.")
+    cases = {str(case): files for case, files in get_filenames_of_train_images_and_targets(
+        raw_folder, dataset_json).items()}
+    if not cases:
+        raise ValueError(f"the raw dataset {raw_folder} has no training cases.")
+    for case, files in cases.items():
+        for path in [*files["images"], files["label"]]:
+            if not os.path.isfile(path):
+                raise ValueError(f"case {case!r}: file {path} is missing.")
+    raters = list_rater_files(raw_folder, "Tr", cases=list(cases), file_ending=dataset_json["file_ending"])
+    return cases, raters
+
+
+def _read_segmentation_or_image(read: Callable, path):
+    """``read(path)`` of nnU-Net's reader-writer; an unreadable file is a ``ValueError`` naming it."""
+    try:
+        return read(path)
+    except Exception as err:  # each image library (nibabel, SimpleITK, tifffile) raises its own errors
+        name = path if isinstance(path, str) else ", ".join(map(str, path))
+        raise ValueError(f"{name} cannot be read ({type(err).__name__}: {err}).") from None
+
+
+def _check_segmentations(rw, paths: Sequence[str], labels: set) -> Tuple[int, ...]:
+    """Read a case's reference and rater maps; refuse unreadable ones, other shapes, unknown labels.
+
+    Returns:
+        The spatial shape they share (nnU-Net's axis order).
+    """
+    shape = None
+    for path in paths:
+        seg = _read_segmentation_or_image(rw.read_seg, path)[0]
+        if shape is None:
+            shape = seg.shape[1:]
+        elif seg.shape[1:] != shape:
+            raise ValueError(f"{path}: shape {seg.shape[1:]} differs from the reference {paths[0]} ({shape}).")
+        unknown = set(np.unique(seg).tolist()) - labels
+        if unknown:
+            unknown = sorted(int(v) if float(v).is_integer() else v for v in unknown)  # read_seg gives floats
+            raise ValueError(f"{path}: labels {unknown} are not in dataset.json ({sorted(map(int, labels))}).")
+    return tuple(shape)
 
 
 # ----------------------------------------------------------------------------------------------------------------

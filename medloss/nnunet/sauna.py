@@ -38,7 +38,8 @@ import torch
 from torch import nn
 
 from medloss.nnunet.base import add_epoch_variants, nnUNetTrainerMedloss
-from medloss.nnunet.preprocessing import add_derived_configuration, load_plans_for_extra_channels
+from medloss.nnunet.preprocessing import (add_derived_configuration, load_plans_for_extra_channels,
+                                         staged_configuration)
 from medloss.validation import prepare_input_target
 
 #: Quantisation of the stored soft labels: ``int16(round(SCALE * soft))``.
@@ -52,6 +53,12 @@ def preprocess_sauna(dataset: Any, configuration: str = "3d_fullres", plans_iden
                      output_configuration: Optional[str] = None, num_threads: int = 1, verbose: bool = True) -> str:
     """Add SAUNA soft-label channels to a preprocessed configuration; returns the new configuration's name.
 
+    A transaction (:func:`medloss.nnunet.preprocessing.staged_configuration`): the dataset, the plans and every
+    preprocessed case of ``configuration`` are checked before the first case is written; the cases are written into
+    a staging folder that replaces the output configuration's data folder, and the plans are updated, only when all
+    were written. Running it again recomputes the soft labels and overwrites the earlier output; a failed run leaves
+    the earlier output and the plans as they were.
+
     Args:
         dataset: dataset id or name (``501`` / ``"Dataset501_Name"``), already preprocessed for ``configuration``.
         configuration: the source configuration (its data are read, not changed).
@@ -59,16 +66,14 @@ def preprocess_sauna(dataset: Any, configuration: str = "3d_fullres", plans_iden
         output_configuration: default ``<configuration>_sauna``; it inherits ``configuration`` with its own
             ``data_identifier`` and a ``"medloss": {"sauna_channels": K}`` entry (K = foreground labels).
         num_threads: threads of the distance transform.
+        verbose: show a progress bar.
 
     Raises:
-        FileNotFoundError: the source configuration was not preprocessed.
-        ValueError: unknown configuration.
+        ValueError: ``nnUNet_preprocessed`` not set, an unknown dataset or configuration, no plans file, the source
+            configuration was not preprocessed or one of its cases cannot be read, an output that cannot be written.
         NotImplementedError: region-based labels or an ignore label (see :class:`nnUNetTrainerMedlossSAUNA`).
     """
-    from batchgenerators.utilities.file_and_folder_operations import save_json
-    from nnunetv2 import paths
-    from nnunetv2.training.dataloading.nnunet_dataset import (comp_blosc2_params, infer_dataset_class,
-                                                               nnUNetDatasetBlosc2)
+    from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params, nnUNetDatasetBlosc2
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
     from tqdm import tqdm
 
@@ -78,37 +83,65 @@ def preprocess_sauna(dataset: Any, configuration: str = "3d_fullres", plans_iden
         dataset, configuration, plans_identifier, "SAUNA", REGIONS_NOTE)
     plans_manager = PlansManager(plans)
     source = plans_manager.get_configuration(configuration)
-    pre_folder = os.path.join(paths.nnUNet_preprocessed, name)
-    in_folder = os.path.join(pre_folder, source.data_identifier)
-    if not os.path.isdir(in_folder) or not os.listdir(in_folder):
-        raise FileNotFoundError(f"{in_folder} holds no preprocessed cases: run nnUNetv2_plan_and_preprocess -d "
-                                f"{dataset} -c {configuration} first.")
+    pre_folder = os.path.dirname(plans_file)
+    ds = _open_source_cases(os.path.join(pre_folder, source.data_identifier), dataset, configuration)
     keys = plans_manager.get_label_manager(dataset_json).foreground_labels
     output_configuration = output_configuration or f"{configuration}_sauna"
     out_folder = os.path.join(pre_folder, add_derived_configuration(
         plans, configuration, output_configuration, plans_identifier, sauna_channels=len(keys)))
-    os.makedirs(out_folder, exist_ok=True)
-    ds_class = infer_dataset_class(in_folder)
-    ds = ds_class(in_folder)
     spacing = tuple(float(s) for s in source.spacing)
-    for identifier in tqdm(ds.identifiers, disable=not verbose, desc="SAUNA soft labels"):
-        data, seg, _, properties = ds.load_case(identifier)
-        data, seg = np.asarray(data[:]), np.asarray(seg[:]).astype(np.int16)
-        channels = []
-        for key in keys:
-            mask = seg[0] == key
-            soft = sauna_soft_label(mask, spacing=spacing[-mask.ndim:], num_threads=num_threads)
-            channels.append(np.round(soft * SCALE).astype(np.int16))
-        seg_out = np.concatenate([seg[:1], np.stack(channels)], axis=0)
-        kwargs = {}
-        if ds_class is nnUNetDatasetBlosc2:  # chunking matched to the patch size, as nnU-Net's preprocessor does
-            blocks, chunks = comp_blosc2_params(data.shape, tuple(source.patch_size), data.itemsize)
-            blocks_seg, chunks_seg = comp_blosc2_params(seg_out.shape, tuple(source.patch_size), seg_out.itemsize)
-            kwargs = dict(chunks=chunks, blocks=blocks, chunks_seg=chunks_seg, blocks_seg=blocks_seg)
-        ds_class.save_case(data, seg_out, properties, os.path.join(out_folder, identifier), **kwargs)
-    save_json(plans, plans_file, sort_keys=False)
+    with staged_configuration(plans, plans_file, out_folder) as staging:
+        for identifier in tqdm(ds.identifiers, disable=not verbose, desc="SAUNA soft labels"):
+            data, seg, properties = _load_source_case(ds, identifier)
+            seg = seg.astype(np.int16)
+            channels = []
+            for key in keys:
+                mask = seg[0] == key
+                soft = sauna_soft_label(mask, spacing=spacing[-mask.ndim:], num_threads=num_threads)
+                channels.append(np.round(soft * SCALE).astype(np.int16))
+            seg_out = np.concatenate([seg[:1], np.stack(channels)], axis=0)
+            kwargs = {}
+            if isinstance(ds, nnUNetDatasetBlosc2):  # chunking matched to the patch size, as nnU-Net's preprocessor
+                blocks, chunks = comp_blosc2_params(data.shape, tuple(source.patch_size), data.itemsize)
+                blocks_seg, chunks_seg = comp_blosc2_params(seg_out.shape, tuple(source.patch_size),
+                                                            seg_out.itemsize)
+                kwargs = dict(chunks=chunks, blocks=blocks, chunks_seg=chunks_seg, blocks_seg=blocks_seg)
+            type(ds).save_case(data, seg_out, properties, os.path.join(staging, identifier), **kwargs)
     return output_configuration
 
+
+def _open_source_cases(folder: str, dataset: Any, configuration: str):
+    """nnU-Net's dataset of the preprocessed ``folder``, every case opened once (headers and properties) to check it."""
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+
+    if not os.path.isdir(folder) or not os.listdir(folder):
+        raise ValueError(f"{folder} holds no preprocessed cases: run nnUNetv2_plan_and_preprocess -d {dataset} "
+                         f"-c {configuration} first.")
+    try:
+        ds = infer_dataset_class(folder)(folder)
+    except (AssertionError, KeyError) as err:  # nnU-Net's errors for mixed or unknown file endings
+        raise ValueError(f"{folder} is not a folder of nnU-Net preprocessed cases ({err}).") from None
+    if not ds.identifiers:
+        raise ValueError(f"{folder} holds no preprocessed cases: run nnUNetv2_plan_and_preprocess -d {dataset} "
+                         f"-c {configuration} first.")
+    for identifier in ds.identifiers:
+        data, seg, properties = _load_source_case(ds, identifier, read=False)
+        if seg.ndim != data.ndim or seg.shape[1:] != data.shape[1:]:
+            raise ValueError(f"preprocessed case {identifier!r} in {folder}: segmentation of shape {seg.shape} does "
+                             f"not match the image of shape {data.shape}.")
+    return ds
+
+
+def _load_source_case(ds, identifier: str, read: bool = True):
+    """``(data, seg, properties)`` of a preprocessed case (arrays read into memory unless ``read=False``)."""
+    try:
+        data, seg, _, properties = ds.load_case(identifier)
+        if read:
+            data, seg = np.asarray(data[:]), np.asarray(seg[:])
+    except Exception as err:  # blosc2, numpy and pickle each raise their own errors on a corrupt file
+        raise ValueError(f"preprocessed case {identifier!r} in {ds.source_folder} cannot be read "
+                         f"({type(err).__name__}: {err}).") from None
+    return data, seg, properties
 
 
 class SAUNATerm(nn.Module):

@@ -3,8 +3,8 @@
 The shim ``ext_trainers/medloss_nnunet_trainers.py`` re-exports this module; the classes themselves live in one module
 per method family (:mod:`medloss.nnunet.mip`, :mod:`~medloss.nnunet.jaccard`, :mod:`~medloss.nnunet.betti`,
 :mod:`~medloss.nnunet.fairness`, :mod:`~medloss.nnunet.sauna`, :mod:`~medloss.nnunet.pulaski`,
-:mod:`~medloss.nnunet.impact`), which is the module path they pickle with. The list of names is
-:data:`medloss.nnunet.TRAINERS`.
+:mod:`~medloss.nnunet.impact`, :mod:`~medloss.nnunet.skeleton`), which is the module path they pickle with. The list
+of names is :data:`medloss.nnunet.TRAINERS`.
 
 Hyperparameters: each trainer documents its defaults in ``medloss_defaults``. Override them without writing a class:
 

@@ -6,3 +6,5 @@ from .api import barcode as barcode
 from .api import betti_numbers as betti_numbers
 from .api import BettiMatchingResult as BettiMatchingResult
 from .api import Barcode as Barcode
+from .api import check_connectivity as check_connectivity
+from .api import t_construction_grid as t_construction_grid

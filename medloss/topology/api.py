@@ -2,8 +2,19 @@
 
 Conventions (identical to Betti-Matching-3D, so results reproduce it voxel for voxel):
 
-* V-construction: voxels are vertices, a cell's value is the max of its voxels' values, so the sublevel
-  foreground is 4-connected (2D) / 6-connected (3D).
+* ``connectivity=1`` (default), V-construction: voxels are vertices, a cell's value is the max of its voxels'
+  values, so the sublevel foreground is 4-connected (2D) / 6-connected (3D).
+* ``connectivity=ndim``, T-construction (gudhi's ``CubicalComplex(top_dimensional_cells=...)``, used by
+  TopoMortar, Valverde et al. 2025, https://github.com/jmlipman/TopoMortar): voxels are top-dimensional cubes, a
+  lower cell's value is the min of the voxels it bounds, so the foreground is 8-connected (2D) / 26-connected (3D)
+  and the background 4/6-connected. The connectivity values follow scikit-image
+  (``skimage.measure.label(connectivity=...)``). Persistence of the T-construction is computed by the same kernel
+  on the grid of all its cells: the image of shape ``n`` is refined to shape ``2n - 1``, every cell of the
+  T-construction becoming a voxel that carries the cell's value (:func:`t_construction_grid`). The V-construction
+  of that grid is, at every level, a subdivision of the T-construction's sublevel complex, and the subdivisions
+  commute with the inclusions, so barcodes and induced matchings are those of the T-construction (tested against
+  gudhi's T-construction barcodes). It costs the V-construction's time and memory on ``2^ndim`` times as many
+  voxels.
 * Total order: cells of one dimension by (value, packed index), packed index lexicographic in (lowest corner,
   type); critical voxel of a cell = first voxel carrying its value in a fixed order, as in Betti-Matching-3D
   (Stucki et al., ICML 2023, https://github.com/nstucki/Betti-Matching-3D).
@@ -18,14 +29,23 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from ._matching import barcode_grid, match_grids
 from ._ranks import dense_rank, rank_images
 
-__all__ = ["BettiMatchingResult", "Barcode", "betti_matching", "betti_matching_batch", "barcode", "betti_numbers"]
+__all__ = [
+    "BettiMatchingResult",
+    "Barcode",
+    "betti_matching",
+    "betti_matching_batch",
+    "barcode",
+    "betti_numbers",
+    "check_connectivity",
+    "t_construction_grid",
+]
 
 _FILTRATIONS = ("superlevel", "sublevel")
 
@@ -87,6 +107,93 @@ def _check_filtration(filtration: str) -> None:
         raise ValueError(f"filtration must be one of {_FILTRATIONS}, got {filtration!r}.")
 
 
+def check_connectivity(connectivity, ndim: Optional[int] = None) -> int:
+    """Check a scikit-image style ``connectivity``: ``1`` (face neighbours) or ``ndim`` (full neighbourhood).
+
+    Args:
+        connectivity: ``1``: 4-connected foreground in 2D, 6-connected in 3D (V-construction); ``ndim``:
+            8-connected in 2D, 26-connected in 3D (T-construction). 2 in 3D (18-connectivity) is the connectivity
+            of neither cubical construction and is refused.
+        ndim: number of spatial dimensions (2 or 3); ``None`` checks only that the value can be valid for 2D or
+            3D input (for a loss's ``__init__``, before the input is known).
+
+    Returns:
+        ``connectivity`` as an int.
+
+    Raises:
+        ValueError: not an int, or not 1 or ``ndim``.
+
+    Example:
+        >>> check_connectivity(2, ndim=2)
+        2
+    """
+    allowed = (1, 2, 3) if ndim is None else (1, ndim)
+    if isinstance(connectivity, (bool, np.bool_)) or not isinstance(connectivity, (int, np.integer)) or (
+        connectivity not in allowed
+    ):
+        which = "for 2D or 3D input" if ndim is None else f"for {ndim}D input"
+        raise ValueError(
+            f"connectivity must be 1 (face neighbours: 4-connected foreground in 2D, 6-connected in 3D) or the "
+            f"number of spatial dimensions (full neighbourhood: 8-connected in 2D, 26-connected in 3D), i.e. one of "
+            f"{list(allowed)} {which}; got {connectivity!r}."
+        )
+    return int(connectivity)
+
+
+def t_construction_grid(image) -> Tuple[np.ndarray, np.ndarray]:
+    """The T-construction of a 2D/3D image as an image on the grid of its cells (shape ``2 n - 1`` per axis).
+
+    Entry ``q`` of the refined grid is the cell at half-integer position ``q / 2`` of the voxel grid: voxel
+    ``q / 2`` for even ``q``, the face shared by voxels ``(q - 1) / 2`` and ``(q + 1) / 2`` for odd ``q`` (per
+    axis). It carries the T-construction value of that cell, the minimum of the voxels it bounds. The V-construction
+    of the refined grid (a cell enters with its last corner) then has, at every level, the cubical subdivision of
+    the T-construction's sublevel complex as its sublevel complex, except for the outermost cells (faces on the
+    image border), which are left out: each has the value of the cell next to it inward, so leaving them out
+    changes no sublevel set's homotopy type.
+
+    Args:
+        image: real-valued array ``(*spatial)``.
+
+    Returns:
+        ``(values, source)``: the refined image (same dtype) and, per refined entry, the flat index into
+        ``image`` of the voxel it takes its value from (int64; on ties a fixed one of the tied voxels: the first
+        along each axis in turn).
+
+    Example:
+        >>> import numpy as np
+        >>> v, src = t_construction_grid(np.array([[0.0, 1.0], [1.0, 0.0]]))  # two diagonal zeros touch
+        >>> v.tolist(), src[1, 1].item()
+        ([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]], 0)
+    """
+    val = np.asarray(image)
+    src = np.arange(val.size, dtype=np.int64).reshape(val.shape)
+    for axis in range(val.ndim):
+        n = val.shape[axis]
+        lo = (slice(None),) * axis + (slice(None, -1),)
+        hi = (slice(None),) * axis + (slice(1, None),)
+        # the face between voxels j and j + 1 takes the smaller value (the first voxel on ties)
+        take_hi = val[hi] < val[lo]
+        face_v = np.where(take_hi, val[hi], val[lo])
+        face_s = np.where(take_hi, src[hi], src[lo])
+        shape = list(val.shape)
+        shape[axis] = 2 * n - 1
+        new_v = np.empty(shape, val.dtype)
+        new_s = np.empty(shape, np.int64)
+        even = (slice(None),) * axis + (slice(0, None, 2),)
+        odd = (slice(None),) * axis + (slice(1, None, 2),)
+        new_v[even], new_s[even] = val, src
+        new_v[odd], new_s[odd] = face_v, face_s
+        val, src = new_v, new_s
+    return val, src
+
+
+def _from_grid(coords: np.ndarray, source: np.ndarray, shape) -> np.ndarray:
+    """Refined-grid coordinates ``(n, ndim)`` -> coordinates of the voxels they take their values from."""
+    if coords.size == 0:
+        return np.zeros((0, len(shape)), np.int64)
+    return _unravel(source[tuple(coords.T)], shape)
+
+
 def _shape3(shape) -> tuple:
     return (1, *shape) if len(shape) == 2 else tuple(shape)
 
@@ -105,7 +212,9 @@ def _pad_frame(w: np.ndarray, frame_value: float) -> np.ndarray:
     return np.pad(w, 1, mode="constant", constant_values=frame_value)
 
 
-def betti_matching(prediction, target, filtration: str = "superlevel", relative: bool = False) -> BettiMatchingResult:
+def betti_matching(
+    prediction, target, filtration: str = "superlevel", relative: bool = False, connectivity: int = 1
+) -> BettiMatchingResult:
     """Betti matching (induced matching through the comparison image) of one 2D or 3D pair.
 
     Args:
@@ -118,12 +227,17 @@ def betti_matching(prediction, target, filtration: str = "superlevel", relative:
             padded on all axes, and bars with a critical voxel in the frame are removed afterwards (a matched pair
             with one side in the frame leaves the other side unmatched). Coordinates always index the unpadded
             inputs.
+        connectivity: ``1``: V-construction (the foreground of the filtration, the voxels entering first, is
+            4-connected in 2D, 6-connected in 3D), as Betti-Matching-3D; ``ndim``: T-construction (8/26-connected,
+            as gudhi's ``top_dimensional_cells``), computed on the refined grid of :func:`t_construction_grid`
+            (``2^ndim`` times the voxels). Critical voxels are voxels of the inputs in both cases (for the
+            T-construction, the voxel a critical cell takes its value from).
 
     Returns:
         :class:`BettiMatchingResult` with the matched and unmatched bars of both images.
 
     Raises:
-        ValueError: shapes differ, not 2D/3D, empty, NaN/Inf, or an unknown filtration.
+        ValueError: shapes differ, not 2D/3D, empty, NaN/Inf, an unknown filtration or connectivity.
 
     Example:
         >>> import numpy as np
@@ -138,23 +252,33 @@ def betti_matching(prediction, target, filtration: str = "superlevel", relative:
     g = _as_array(target, "target")
     if p.shape != g.shape:
         raise ValueError(f"prediction and target must have the same shape, got {p.shape} and {g.shape}.")
+    t_construction = check_connectivity(connectivity, p.ndim) > 1
     f = _working(p, filtration)
     h = _working(g, filtration)
     if relative:
         frame = min(f.min(), h.min()) - 1.0
         f, h = _pad_frame(f, frame), _pad_frame(h, frame)
+    sources = None
+    if t_construction:
+        # min(refined f, refined h) = refined min(f, h): the comparison image needs no special case
+        (f, src_f), (h, src_h) = t_construction_grid(f), t_construction_grid(h)
+        sources = (src_f, src_h, p.shape if not relative else tuple(n + 2 for n in p.shape))
     shape = f.shape
     ndim = len(shape)
     rf, nf, rh, nh, rc, nc = rank_images(f.ravel(), h.ravel())
     del f, h  # only the ranks are needed from here on
     per_dim = match_grids(rf, nf, rh, nh, rc, nc, _shape3(shape), ndim)
-    return _assemble(per_dim, shape, p.shape if relative else None)
+    return _assemble(per_dim, shape, p.shape if relative else None, sources)
 
 
-def _assemble(per_dim, shape, unpadded) -> BettiMatchingResult:
+def _assemble(per_dim, shape, unpadded, sources=None) -> BettiMatchingResult:
     fields = {k: [] for k in ("pmb", "pmd", "tmb", "tmd", "pub", "pud", "tub", "tud")}
     for fb, fd, hb, hd, mf, mh in per_dim:
         fb, fd, hb, hd = (_unravel(a, shape) for a in (fb, fd, hb, hd))
+        if sources is not None:  # refined-grid cells -> the input voxels they take their values from
+            src_f, src_h, base = sources
+            fb, fd = _from_grid(fb, src_f, base), _from_grid(fd, src_f, base)
+            hb, hd = _from_grid(hb, src_h, base), _from_grid(hd, src_h, base)
         um_f = np.ones(len(fb), bool)
         um_f[mf] = False
         um_h = np.ones(len(hb), bool)
@@ -200,7 +324,12 @@ def _interior(coords: np.ndarray, unpadded) -> np.ndarray:
 
 
 def betti_matching_batch(
-    predictions, targets, filtration: str = "superlevel", num_workers: Optional[int] = None, relative: bool = False
+    predictions,
+    targets,
+    filtration: str = "superlevel",
+    num_workers: Optional[int] = None,
+    relative: bool = False,
+    connectivity: int = 1,
 ) -> List[BettiMatchingResult]:
     """:func:`betti_matching` for a batch, samples run in parallel threads (the kernels release the GIL).
 
@@ -210,6 +339,7 @@ def betti_matching_batch(
         filtration: as in :func:`betti_matching`.
         num_workers: thread count, default ``min(N, os.cpu_count())``.
         relative: as in :func:`betti_matching`.
+        connectivity: as in :func:`betti_matching`.
 
     Returns:
         One :class:`BettiMatchingResult` per pair, in input order.
@@ -222,13 +352,15 @@ def betti_matching_batch(
         return []
     workers = num_workers or min(len(preds), os.cpu_count() or 1)
     if workers <= 1 or len(preds) == 1:
-        return [betti_matching(p, t, filtration, relative) for p, t in zip(preds, tgts)]
+        return [betti_matching(p, t, filtration, relative, connectivity) for p, t in zip(preds, tgts)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda pt: betti_matching(pt[0], pt[1], filtration, relative), zip(preds, tgts)))
+        return list(
+            pool.map(lambda pt: betti_matching(pt[0], pt[1], filtration, relative, connectivity), zip(preds, tgts))
+        )
 
 
-def barcode(image, filtration: str = "sublevel") -> Barcode:
-    """Finite persistence barcode (V-construction) of one 2D/3D image with critical voxels.
+def barcode(image, filtration: str = "sublevel", connectivity: int = 1) -> Barcode:
+    """Finite persistence barcode of one 2D/3D image with critical voxels.
 
     Bars of zero length and the essential component are left out. ``birth_values``/``death_values`` are the
     input's values at the critical voxels (for ``"superlevel"`` births are the larger values).
@@ -236,6 +368,8 @@ def barcode(image, filtration: str = "sublevel") -> Barcode:
     Args:
         image: real-valued 2D/3D array or tensor.
         filtration: ``"sublevel"`` (low values enter first) or ``"superlevel"``.
+        connectivity: ``1``: V-construction (gudhi ``CubicalComplex(vertices=...)``); ``ndim``: T-construction
+            (gudhi ``CubicalComplex(top_dimensional_cells=...)``), see :func:`betti_matching`.
 
     Returns:
         :class:`Barcode`: per homology dimension the critical voxels ``(n, ndim)`` of births and deaths and their
@@ -251,12 +385,17 @@ def barcode(image, filtration: str = "sublevel") -> Barcode:
     _check_filtration(filtration)
     x = _as_array(image, "image")
     w = _working(x, filtration)
+    src = None
+    if check_connectivity(connectivity, x.ndim) > 1:
+        w, src = t_construction_grid(w)
     r, uniq = dense_rank(w.ravel())
     nr = uniq.size
-    per_dim = barcode_grid(r, nr, _shape3(x.shape), x.ndim)
+    per_dim = barcode_grid(r, nr, _shape3(w.shape), x.ndim)
     flat = x.ravel()
     births, deaths, bv, dv = [], [], [], []
     for b, d in per_dim:
+        if src is not None:  # refined-grid cells -> the input voxels they take their values from
+            b, d = src.ravel()[b], src.ravel()[d]
         births.append(_unravel(b, x.shape))
         deaths.append(_unravel(d, x.shape))
         bv.append(flat[b].astype(np.float64))
@@ -264,29 +403,54 @@ def barcode(image, filtration: str = "sublevel") -> Barcode:
     return Barcode(birth=births, death=deaths, birth_values=bv, death_values=dv)
 
 
-def betti_numbers(binary_image) -> np.ndarray:
-    """Betti numbers of the foreground (nonzero voxels) of a 2D/3D image, 4/6-connected (V-construction).
+def betti_numbers(binary_image, connectivity: int = 1) -> np.ndarray:
+    """Betti numbers of the foreground (nonzero voxels) of a 2D/3D image.
 
-    The essential component is counted (``beta_0 = number of components``). Returns int64 of shape ``(ndim,)``.
+    ``beta_0`` is the number of foreground components (0 for an empty image), ``beta_{ndim-1}`` the number of
+    enclosed background components (holes in 2D, cavities in 3D) and, in 3D, ``beta_1`` the number of tunnels.
+    Computed without persistence: components with :func:`scipy.ndimage.label` (the background with the dual
+    connectivity, components touching the image border are not enclosed) and, in 3D, ``beta_1 = beta_0 + beta_2 -
+    chi`` with the Euler characteristic ``chi`` of the cubical complex (cells counted vectorised). Equal to the
+    barcode's count of bars alive at the foreground level (plus the essential component).
 
-    Computed without persistence: ``beta_0`` = foreground components (4/6-connectivity), the top Betti number =
-    background components (8/26-connectivity, the dual of the V-construction) that do not touch the image border,
-    and ``beta_1`` in 3D from the Euler characteristic (cells counted vectorised), ``beta_1 = beta_0 + beta_2 -
-    chi``. Equal to the barcode's count of bars alive at the foreground level, an order of magnitude cheaper.
+    Difference to gudhi: gudhi's ``persistent_betti_numbers`` (used by TopoMortar, Valverde et al. 2025,
+    https://github.com/jmlipman/TopoMortar, on ``CubicalComplex(top_dimensional_cells=1 - mask)``) counts the
+    essential class of the whole complex, so an empty mask has ``beta_0 = 1`` there and 0 here; for a non-empty mask
+    the two agree. ``np.maximum(betti_numbers(mask)[0], 1)`` gives gudhi's ``beta_0``.
+
+    Args:
+        binary_image: 2D/3D array or tensor; nonzero voxels are foreground.
+        connectivity: ``1`` (default): face neighbours, 4-connected foreground in 2D, 6-connected in 3D (background
+            8/26-connected; the V-construction, gudhi ``CubicalComplex(vertices=1 - mask)``). ``ndim``: full
+            neighbourhood, 8-connected foreground in 2D, 26-connected in 3D (background 4/6-connected; the
+            T-construction, gudhi ``CubicalComplex(top_dimensional_cells=1 - mask)``, TopoMortar's convention).
+            The meaning of scikit-image's ``connectivity``; other values raise.
+
+    Returns:
+        int64 array of shape ``(ndim,)``.
+
+    Raises:
+        ValueError: not 2D/3D, empty, NaN/Inf, or a connectivity other than 1 and ``ndim``.
 
     Example:
         >>> import numpy as np
         >>> ring = np.zeros((5, 5)); ring[1:4, 1:4] = 1; ring[2, 2] = 0
         >>> betti_numbers(ring).tolist()  # one component, one hole
         [1, 1]
+        >>> diagonal = np.eye(4)
+        >>> betti_numbers(diagonal).tolist(), betti_numbers(diagonal, connectivity=2).tolist()
+        ([4, 0], [1, 0])
     """
     from scipy import ndimage
 
     x = _as_array(binary_image, "binary_image")
     fg = x != 0
     nd = fg.ndim
-    b0 = ndimage.label(fg, structure=ndimage.generate_binary_structure(nd, 1))[1]
-    bg_labels, nbg = ndimage.label(~fg, structure=ndimage.generate_binary_structure(nd, nd))
+    full = check_connectivity(connectivity, nd) == nd
+    # the background's connectivity is the dual one: faces (1) for a fully connected foreground and vice versa
+    fg_conn, bg_conn = (nd, 1) if full else (1, nd)
+    b0 = ndimage.label(fg, structure=ndimage.generate_binary_structure(nd, fg_conn))[1]
+    bg_labels, nbg = ndimage.label(~fg, structure=ndimage.generate_binary_structure(nd, bg_conn))
     border = np.zeros_like(fg)
     for axis in range(nd):
         border[(slice(None),) * axis + (0,)] = True
@@ -294,7 +458,8 @@ def betti_numbers(binary_image) -> np.ndarray:
     top = nbg - np.unique(bg_labels[border & ~fg]).size
     if nd == 2:
         return np.array([b0, top], np.int64)
-    return np.array([b0, b0 + top - _euler_characteristic(fg), top], np.int64)
+    chi = _euler_characteristic_closed(fg) if full else _euler_characteristic(fg)
+    return np.array([b0, b0 + top - chi, top], np.int64)
 
 
 def _euler_characteristic(fg: np.ndarray) -> int:
@@ -305,6 +470,30 @@ def _euler_characteristic(fg: np.ndarray) -> int:
     for axes in ((1, 2), (0, 2), (0, 1)):
         chi += int(np.count_nonzero(_block(fg, axes)))
     return chi - int(np.count_nonzero(_block(fg, (0, 1, 2))))
+
+
+def _euler_characteristic_closed(fg: np.ndarray) -> int:
+    """Euler characteristic of the T-construction complex of a 3D mask (the union of the closed voxel cubes).
+
+    A cell spanning the axes ``S`` belongs to the union when one of the voxels it bounds is foreground: along an
+    axis in ``S`` the cell lies at a voxel index, along the others at one of the ``n + 1`` grid planes, bounded by
+    the voxels on both sides (an OR over the zero-padded mask).
+    """
+    padded = np.pad(fg, 1)
+    chi = 0
+    for spanned in range(8):  # bit k set: the cell spans axis k
+        cells = padded
+        for axis in range(3):
+            lo = [slice(None)] * 3
+            hi = [slice(None)] * 3
+            if spanned >> axis & 1:
+                lo[axis] = slice(1, -1)
+                cells = cells[tuple(lo)]
+            else:
+                lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+                cells = cells[tuple(lo)] | cells[tuple(hi)]
+        chi += (-1) ** bin(spanned).count("1") * int(np.count_nonzero(cells))
+    return chi
 
 
 def _block(fg: np.ndarray, axes) -> np.ndarray:

@@ -17,7 +17,15 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 
-from medloss.validation import check_axes, check_binary, check_class_labels, check_finite, spatial_axes_to_dims
+from medloss.validation import (
+    check_axes,
+    check_binary,
+    check_class_labels,
+    check_finite,
+    check_number,
+    check_one_hot_channels,
+    spatial_axes_to_dims,
+)
 
 __all__ = ["LabelMIP", "LabelMIPd"]
 
@@ -28,7 +36,8 @@ class LabelMIP(Transform):
     Radhakrishna, C. et al. (2024) SPOCKMIP: Segmentation of Vessels in MRAs with Enhanced Continuity using Maximum
     Intensity Projection as Loss, https://arxiv.org/abs/2407.08655 (the "global label MIP" of its dataset code).
 
-    For a channel-first label ``(C, *spatial)`` (binary, or a one-channel class map with ``num_classes``), the output
+    For a channel-first label ``(C, *spatial)`` (a binary mask ``C = 1`` or a one-hot with exactly one 1 per voxel,
+    or a one-channel class map with ``num_classes``; a volume without its channel axis is refused), the output
     has ``n_axes * C'`` channels, axis-major: channel ``i * C' + c`` is class ``c``'s maximum along spatial axis
     ``axes[i]``, repeated along that axis. Constant along the projected axis, it stays aligned with the label under
     spatial crops, pads and flips (and rotations in planes that do not contain the axis); resample it with nearest
@@ -47,7 +56,8 @@ class LabelMIP(Transform):
 
     Raises:
         ValueError: invalid ``axes`` or ``num_classes`` (here), and in ``__call__``: a label that is not
-            ``(C, *spatial)`` with 2 or 3 spatial dims, empty, NaN/Inf, non-binary without ``num_classes``, class
+            ``(C, *spatial)`` with 2 or 3 spatial dims, empty, NaN/Inf, non-binary or (several channels) not one-hot
+            without ``num_classes``, class
             values outside ``[0, num_classes)`` or several channels with ``num_classes``, axes out of range.
 
     Example:
@@ -61,10 +71,7 @@ class LabelMIP(Transform):
 
     def __init__(self, axes: Union[int, Sequence[int]] = 0, num_classes: Optional[int] = None) -> None:
         self.axes = check_axes(axes)
-        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
-                                        or num_classes < 1):
-            raise ValueError(f"num_classes must be None or an int >= 1, got {num_classes!r}.")
-        self.num_classes = None if num_classes is None else int(num_classes)
+        self.num_classes = check_number("num_classes", num_classes, low=1, integer=True, allow_none=True)
 
     def __call__(self, label):
         """
@@ -91,6 +98,7 @@ class LabelMIP(Transform):
         dims = spatial_axes_to_dims(self.axes, lab.ndim - 1, first_dim=1)
         if self.num_classes is None:
             check_binary(lab, "label (without num_classes, the channels of a one-hot label)")
+            check_one_hot_channels(lab, "label")
             onehot = lab
         else:
             if lab.shape[0] != 1:

@@ -20,7 +20,7 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 
 from medloss.transforms.sauna_kernels import check_soft_label_options, sauna_soft_label
-from medloss.validation import to_numpy
+from medloss.validation import check_one_hot_channels, to_numpy
 
 __all__ = ["sauna_to_label", "SAUNATransform", "SAUNATransformd", "SAUNADecode", "SAUNADecoded"]
 
@@ -45,12 +45,8 @@ def _class_masks(
     if label.dtype != bool and bool((label < 0).any()):
         raise ValueError(f"label values must be >= 0, got minimum {label.min()}.")
     n_ch = label.shape[0]
-    if n_ch > 1:  # one-hot or multi-label: one binary channel per class
-        if label.dtype != bool and not bool(((label == 0) | (label == 1)).all()):
-            raise ValueError(
-                f"a label with {n_ch} channels must be a binary (0/1) one-hot, got values such as "
-                f"{np.unique(label)[:8].tolist()}; pass a (1, *spatial) label map for integer classes."
-            )
+    if n_ch > 1:  # one-hot: one binary channel per class, one class per voxel
+        check_one_hot_channels(label, "label")
         if num_classes is not None and num_classes != n_ch:
             raise ValueError(f"num_classes={num_classes} but the one-hot label has {n_ch} channels.")
         ids = list(classes) if classes is not None else list(range(0 if include_background else 1, n_ch))
@@ -107,13 +103,14 @@ class SAUNATransform(Transform):
         num_threads: threads of the exact distance transform.
 
     Shapes:
-        input ``(1, H, W[, D])`` integer label map (bool/int/float with integer values) or ``(C, H, W[, D])`` binary
-        one-hot; output ``(C', H, W[, D])`` float32 in [-1, 1], of the input's type (numpy array, tensor on the
+        input ``(1, H, W[, D])`` integer label map (bool/int/float with integer values) or ``(C, H, W[, D])``
+        one-hot (0/1, exactly one 1 per voxel; a volume without its channel axis is refused, not read as a
+        multi-channel 2D label); output ``(C', H, W[, D])`` float32 in [-1, 1], of the input's type (numpy array, tensor on the
         input's device, or ``MetaTensor`` keeping its metadata). ``output[i] > 0`` equals ``label == classes[i]``.
 
     Raises:
         ValueError: wrong number of dimensions, empty input, NaN/Inf, non-integer labels, negative labels, labels
-            >= ``num_classes``, a non-binary multi-channel label, a map with values > 1 and neither ``classes`` nor
+            >= ``num_classes``, a multi-channel label that is not one-hot, a map with values > 1 and neither ``classes`` nor
             ``num_classes``, bad ``spacing``/``distance``/``mode``, and see :func:`sauna_soft_label`.
 
     Example:

@@ -153,8 +153,11 @@ def test_bad_label_values_and_unreadable_files(folders):
     bad = ref.copy()
     bad[0, 0, 0] = 7
     write(pred / "case_000.nii.gz", bad)
-    with pytest.raises(ValueError, match=r"outside the declared labels"):
-        evaluate_folder(str(pred), str(gt), labels=[1, 2], metrics=["Dice"], progress=False)
+    # a value no label of dataset.json declares is refused (with -l only the given labels are scored: test_evaluate_errors)
+    djson = pred.parent / "dataset.json"
+    djson.write_text(json.dumps({"labels": {"background": 0, "a": 1, "b": 2}}))
+    with pytest.raises(ValueError, match=r"case_000.nii.gz: label value\(s\) \[7\] outside the labels \[0, 1, 2\]"):
+        evaluate_folder(str(pred), str(gt), dataset_json=str(djson), metrics=["Dice"], progress=False)
     (pred / "case_000.nii.gz").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="cannot read"):
         evaluate_folder(str(pred), str(gt), metrics=["Dice"], progress=False)

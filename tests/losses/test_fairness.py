@@ -11,12 +11,6 @@ passes into the stored weights. Hence three layers of checks:
 * end-to-end against the stored float32-derived values with a tolerance that covers their rounding.
 """
 
-import json
-import os
-import socket
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from devtools.distributed import run_on_ranks
 from medloss.losses import FairErrorBoundScalingLoss
 from medloss.losses.fairness import febs_group_weights
 from medloss.validation import check_group_ids
@@ -525,63 +520,34 @@ def test_group_id_helper():
 
 
 # ------------------------------------------------------------------------------------------------------------------
-_DDP_SCRIPT = textwrap.dedent(
-    """
-    import json, os, sys
-    import torch.multiprocessing as mp  # the parent only spawns; monai/medloss are imported in the workers
+_FEBS_ON_RANKS = """
+def run(rank, world, folder):
+    import torch
+    from monai.losses import DiceLoss
+    from medloss.losses import FairErrorBoundScalingLoss
 
-
-    def worker(rank, world, port, out):
-        import torch
-        import torch.distributed as dist
-        from monai.losses import DiceLoss
-        from medloss.losses import FairErrorBoundScalingLoss
-
-        os.environ["MASTER_ADDR"] = "127.0.0.1"
-        os.environ["MASTER_PORT"] = str(port)
-        dist.init_process_group("gloo", rank=rank, world_size=world)
-        g = torch.Generator().manual_seed(5)
-        logits = torch.randn(8, 3, 6, 6, generator=g, dtype=torch.float64)
-        labels = torch.randint(0, 3, (8, 1, 6, 6), generator=g)
-        groups = torch.tensor([0, 1, 0, 1, 2, 1, 2, -1])  # rank 0 lacks group 2, rank 1 lacks group 0
-        part = slice(4 * rank, 4 * rank + 4)
-        configs = {"guarded": {}, "faithful": dict(mode="faithful"),
-                   "monai_dice": dict(base_loss=DiceLoss(reduction="none"))}
-        res = {}
-        for name, kw in configs.items():
-            loss = FairErrorBoundScalingLoss(to_onehot_y=True, softmax=True, num_groups=3, gamma=1.5, **kw)
-            x = logits[part].clone().requires_grad_(True)
-            loss(x, labels[part], groups[part]).backward()
-            res[name] = loss.last_group_weights.tolist()
-        with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
-            json.dump(res, f)
-        dist.destroy_process_group()
-
-
-    if __name__ == "__main__":
-        port, out = int(sys.argv[1]), sys.argv[2]
-        mp.spawn(worker, args=(2, port, out), nprocs=2, join=True)
-    """
-)
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(8, 3, 6, 6, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 3, (8, 1, 6, 6), generator=g)
+    groups = torch.tensor([0, 1, 0, 1, 2, 1, 2, -1])  # rank 0 lacks group 2, rank 1 lacks group 0
+    part = slice(4 * rank, 4 * rank + 4)
+    configs = {"guarded": {}, "faithful": dict(mode="faithful"),
+               "monai_dice": dict(base_loss=DiceLoss(reduction="none"))}
+    res = {}
+    for name, kw in configs.items():
+        loss = FairErrorBoundScalingLoss(to_onehot_y=True, softmax=True, num_groups=3, gamma=1.5, **kw)
+        x = logits[part].clone().requires_grad_(True)
+        loss(x, labels[part], groups[part]).backward()
+        res[name] = loss.last_group_weights.tolist()
+    return res
+"""
 
 
 def test_distributed_group_statistics_match_concatenated_batch(tmp_path):
     """2-process gloo group on CPU: every rank's weights equal a single process's on the whole batch."""
     from monai.losses import DiceLoss
 
-    script = tmp_path / "ddp_febs.py"
-    script.write_text(_DDP_SCRIPT)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, str(script), str(_free_port()), str(tmp_path)], env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    ranks = run_on_ranks(_FEBS_ON_RANKS, tmp_path, timeout=120)
 
     g = torch.Generator().manual_seed(5)
     logits = torch.randn(8, 3, 6, 6, generator=g, dtype=torch.float64)

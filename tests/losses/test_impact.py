@@ -419,7 +419,7 @@ def test_bad_arguments():
         IMPACTLoss(TINY3D, weights=[1, 1], stats_from="batch")
     with pytest.raises(ValueError, match="lncc_kernel"):
         IMPACTLoss(TINY3D, weights=[1, 1], lncc_kernel=4)
-    with pytest.raises(ValueError, match="shape must give 3"):
+    with pytest.raises(ValueError, match="shape must hold 3 values"):
         IMPACTLoss(TINY3D, weights=[1, 1], shape=(8, 8))
     with pytest.raises(ValueError, match="model must be a path"):
         IMPACTLoss(3, weights=[1])
@@ -510,3 +510,54 @@ def test_distance_symmetry_and_bounds(seed, c, n, scale):
             assert torch.allclose(itk, expect)
         elif name == "LNCC":
             assert torch.allclose(itk, d - 1)  # no eps in LNCC: -s == (1 - s) - 1
+
+
+# ------------------------------------------------------------------------------------------------ degenerate images
+@pytest.mark.parametrize("stats_from", ["own", "target"])
+@pytest.mark.parametrize("shape", [(1, 1, 8, 8, 8), (1, 1, 1, 1, 1)], ids=["constant", "single_voxel"])
+def test_constant_image_gives_finite_loss_and_gradients(shape, stats_from):
+    # a zero-initialised head, a patch entirely in air, a single voxel: std 0, which the extractor divides by
+    loss = IMPACTLoss(TINY3D, weights=[1, 1], stats_from=stats_from, probe_shape=(8, 8, 8))
+    for fill in (0.0, -1000.0):
+        x = torch.full(shape, fill, requires_grad=True)
+        gen = torch.Generator().manual_seed(0)
+        target = torch.full(shape, 5.0) if shape[-1] == 1 else torch.rand(shape, generator=gen)
+        for tgt in (target, torch.full(shape, fill)):
+            value = loss(x, tgt)
+            value.backward()
+            assert math.isfinite(float(value)), (fill, tgt.shape)
+            assert bool(torch.isfinite(x.grad).all())
+            x.grad = None
+    # both images constant: identical z-scores (0), so identical features
+    assert float(loss(torch.full(shape, 3.0), torch.full(shape, 3.0))) == 0.0
+
+
+def test_given_zero_std_statistics_are_guarded():
+    x = torch.full((2, 1, 8, 8, 8), -1000.0, requires_grad=True)
+    loss = IMPACTLoss(TINY3D, weights=[1, 1], probe_shape=(8, 8, 8))
+    value = loss(x, torch.rand(2, 1, 8, 8, 8), stats=[-1000.0, -1000.0, -1000.0, 0.0])
+    value.backward()
+    assert math.isfinite(float(value)) and bool(torch.isfinite(x.grad).all())
+    # a non-degenerate std is handed unchanged (reference values above), a zero one as 1
+    from medloss.losses.impact import guard_stats
+
+    stats = torch.tensor([[0.0, 2.0, 1.0, 0.5], [7.0, 7.0, 7.0, 0.0], [7.0, 7.0, 7.0, 1e-9]])
+    assert guard_stats(stats)[:, 3].tolist() == [0.5, 1.0, 1.0]
+
+
+def test_impact_synth_constant_prediction_is_finite():
+    loss = IMPACTSynthLoss(TINY3D, content_weights=[0, 1], style_weights=[1, 1], content_normalization="none",
+                           style_normalization="none")
+    for shape in ((1, 1, 8, 8, 8), (1, 1, 1, 1, 1)):
+        pred = torch.zeros(shape, requires_grad=True)  # a zero-initialised synthesis head
+        for content, style in ((torch.rand(shape), torch.rand(shape)), (torch.zeros(shape), torch.full(shape, 4.0))):
+            value = loss(pred, content, style)
+            value.backward()
+            assert math.isfinite(float(value)) and bool(torch.isfinite(pred.grad).all())
+            pred.grad = None
+    # z-score de-normalisation with a zero std (a constant raw style image)
+    zs = IMPACTSynthLoss(TINY3D, content_weights=[0, 1], style_weights=[1, 1], content_normalization="none")
+    pred = torch.zeros(1, 1, 8, 8, 8, requires_grad=True)
+    value = zs(pred, torch.rand(1, 1, 8, 8, 8), torch.zeros(1, 1, 8, 8, 8), style_stats=[5.0, 5.0, 5.0, 0.0])
+    value.backward()
+    assert math.isfinite(float(value)) and bool(torch.isfinite(pred.grad).all())

@@ -550,3 +550,33 @@ def test_pulaski_bad_arguments():
         loss(model, image, y * float("nan"))
     with pytest.raises(ValueError, match="per-item"):
         PULASkiLoss(sigmoid=False, distance=lambda s, r: s.sum())(model, image, y)
+
+
+def test_pulaski_image_dtype_and_values():
+    from medloss.networks import ProbabilisticUNet
+
+    torch.manual_seed(0)
+    net = ProbabilisticUNet(2, 1, 1, channels=(4, 8), strides=(2,), latent_dim=2)
+    image = torch.rand(2, 1, 16, 16)
+    raters = (torch.rand(2, 3, 1, 16, 16) > 0.5).float()
+
+    def loss():  # the same rater draw and latent noise on every call
+        return PULASkiLoss(seed=0, model_generator=torch.Generator().manual_seed(1))
+
+    # half precision images are cast to the network's dtype (before: "Input type (Half) and bias type (float)")
+    for dtype in (torch.float16, torch.bfloat16):
+        low = image.to(dtype)
+        value, expected = loss()(net, low, raters), loss()(net, low.float(), raters)
+        assert torch.isfinite(value) and float(value) > 0
+        assert float(value) == pytest.approx(float(expected), rel=1e-6)
+    with pytest.raises(ValueError, match=r"image must be a floating point tensor of intensities, got dtype "
+                                         r"torch.int64; convert it with image.float\(\)"):
+        PULASkiLoss(seed=0)(net, (image * 100).long(), raters)
+    with pytest.raises(ValueError, match=r"image contains 1 NaN/Inf"):
+        bad = image.clone()
+        bad[0, 0, 3, 3] = float("nan")
+        PULASkiLoss(seed=0)(net, bad, raters)
+    with pytest.raises(ValueError, match=r"image must have shape \(B, C_in, \*spatial\) matching raters"):
+        PULASkiLoss(seed=0)(net, image[:, :, :8], raters)
+    with pytest.raises(ValueError, match="image must be a torch.Tensor"):
+        PULASkiLoss(seed=0)(net, image.numpy(), raters)

@@ -112,3 +112,21 @@ def test_bad_inputs():
         cldice(ok, ok + 0.3)
     with pytest.raises(ValueError, match="y_pred"):
         ClDiceMetric()(y_pred=torch.zeros(1, 6, 6), y=torch.zeros(1, 6, 6))
+
+
+def test_bfloat16_input_gives_the_float32_values():
+    # numpy has no bfloat16: the metrics read it through float32 (medloss.validation.to_numpy)
+    from medloss.metrics import betti_matching_error, betti_number_error
+
+    gen = torch.Generator().manual_seed(3)
+    prob = torch.rand(2, 1, 16, 16, generator=gen)
+    target = (torch.rand(2, 1, 16, 16, generator=gen) > 0.6).float()
+    prob[prob.round(decimals=2) == 0.5] = 0.25  # no probability that bfloat16 rounds across the threshold
+    for dtype in (torch.bfloat16, torch.float16):
+        np.testing.assert_array_equal(cldice(prob.to(dtype), target.to(dtype)), cldice(prob, target))
+        for fn in (betti_number_error, betti_matching_error):
+            low, ref = fn(prob.to(dtype), target.to(dtype)), fn(prob, target)
+            np.testing.assert_array_equal(low.per_dim, ref.per_dim)
+            np.testing.assert_array_equal(low.total, ref.total)
+    metric = ClDiceMetric(reduction="none")
+    np.testing.assert_array_equal(metric(prob.bfloat16(), target.bfloat16()).numpy(), metric(prob, target).numpy())

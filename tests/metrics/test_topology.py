@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from scipy import ndimage
 
 from medloss.metrics.topology import (
     BettiMatchingErrorMetric,
@@ -165,3 +166,137 @@ def test_bad_inputs(fn):
         fn([[0, 1]], ok)
     with pytest.raises(ValueError, match="y_pred"):
         BettiMatchingErrorMetric()(y_pred=torch.zeros(1, 6, 6), y=torch.zeros(1, 6, 6))
+
+
+# ---------------------------------------------------------------- connectivity (TopoMortar's convention)
+
+TOPOMORTAR = Path(__file__).resolve().parents[1] / "data" / "topomortar" / "dataset" / "test" / "accurate"
+
+
+def _topomortar_label(i: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(TOPOMORTAR / f"{i:03d}.png")) == 255
+
+
+def _degradations(label: np.ndarray, seed: int):
+    """Synthetic predictions from a real label: the errors a segmentation network makes."""
+    rng = np.random.default_rng(seed)
+    cross = ndimage.generate_binary_structure(2, 1)
+    out = {
+        "erosion": ndimage.binary_erosion(label, cross, iterations=2),
+        "dilation": ndimage.binary_dilation(label, cross, iterations=2),
+    }
+    gaps = label.copy()
+    for r, c in rng.integers(0, label.shape[0] - 6, size=(25, 2)):
+        gaps[r : r + 6, c : c + 2] = False  # short cuts through the mortar
+    out["gaps"] = gaps
+    blobs = label.copy()
+    yy, xx = np.indices(label.shape)
+    for r, c, rad in zip(*rng.integers(0, label.shape[0], size=(2, 12)), rng.integers(2, 6, size=12)):
+        blobs ^= (yy - r) ** 2 + (xx - c) ** 2 <= rad**2  # spurious blobs and holes
+    out["blobs"] = blobs
+    out["noise"] = label ^ (rng.random(label.shape) < 0.01)
+    out["smoothed_noise"] = ndimage.gaussian_filter(label + rng.normal(0, 0.6, label.shape), 1.0) > 0.5
+    return out
+
+
+def _gudhi_error(pred, gt, connectivity):
+    from devtools.oracles import gudhi_betti_numbers
+
+    return np.abs(gudhi_betti_numbers(pred, connectivity) - gudhi_betti_numbers(gt, connectivity))
+
+
+def _check_real_label(label, seed):
+    pytest.importorskip("gudhi")
+    for name, pred in _degradations(label, seed).items():
+        assert pred.any() and label.any()
+        bne = betti_number_error(pred, label, connectivity=2).per_dim
+        np.testing.assert_array_equal(bne, _gudhi_error(pred, label, 2), err_msg=name)
+        bme = betti_matching_error(pred, label, connectivity=2).per_dim
+        assert (bme >= bne).all() and ((bme - bne) % 2 == 0).all(), name
+    assert (betti_number_error(label, label, connectivity=2).per_dim == 0).all()
+
+
+@pytest.mark.parametrize("i, window", [(71, (slice(0, 256), slice(0, 256))), (95, (slice(256, None), slice(128, 384)))])
+def test_betti_errors_equal_gudhi_t_construction_on_real_labels(i, window):
+    """TopoMortar labels (256^2 windows) with synthetic degradations: errors equal gudhi's T-construction."""
+    _check_real_label(_topomortar_label(i)[window], seed=i)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("i", [78, 103, 120])
+def test_betti_errors_equal_gudhi_t_construction_on_full_real_labels(i):
+    _check_real_label(_topomortar_label(i), seed=i)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_betti_number_error_equals_gudhi_for_both_connectivities(data):
+    from devtools.oracles import gudhi_betti_numbers
+
+    pytest.importorskip("gudhi")
+    nd = data.draw(st.sampled_from([2, 3]))
+    shape = tuple(data.draw(st.lists(st.integers(2, 9 if nd == 2 else 5), min_size=nd, max_size=nd)))
+    pred = data.draw(hnp.arrays(bool, shape))
+    gt = data.draw(hnp.arrays(bool, shape))
+    for connectivity in (1, nd):
+        bne = betti_number_error(pred, gt, connectivity=connectivity).per_dim
+        if pred.any() and gt.any():
+            np.testing.assert_array_equal(bne, _gudhi_error(pred, gt, connectivity))
+        else:  # gudhi counts the essential class of an empty mask (beta_0 = 1); medloss counts components (0)
+            b = [gudhi_betti_numbers(m, connectivity) - np.array([1 - m.any()] + [0] * (nd - 1)) for m in (pred, gt)]
+            np.testing.assert_array_equal(bne, np.abs(b[0] - b[1]))
+        bme = betti_matching_error(pred, gt, connectivity=connectivity).per_dim
+        assert (bme >= bne).all() and ((bme - bne) % 2 == 0).all()
+
+
+def test_connectivity_in_metric_classes_and_binary_metrics():
+    from medloss.metrics import binary_metrics
+
+    gt = torch.zeros(2, 1, 8, 8)
+    gt[:, 0, torch.arange(1, 7), torch.arange(1, 7)] = 1  # a one-pixel diagonal vessel
+    pred = gt.clone()
+    pred[1, 0, 4, 4] = 0  # broken in the second image
+    ring = np.zeros((6, 6), bool)
+    ring[1, 2] = ring[2, 1] = ring[2, 3] = ring[3, 2] = True  # a loop only under 8-connectivity
+    for cls in (BettiNumberErrorMetric, BettiMatchingErrorMetric):
+        full = cls(per_dimension=True, reduction="none", connectivity=2)(y_pred=pred, y=gt)
+        assert full[:, 0].tolist() == [[0.0, 0.0], [1.0, 0.0]]
+        y = torch.tensor(ring)[None, None] * 1.0
+        assert cls(per_dimension=True, connectivity=2)(y_pred=torch.zeros_like(y), y=y).tolist() == [[[1.0, 1.0]]]
+        assert cls(per_dimension=True)(y_pred=torch.zeros_like(y), y=y).tolist() == [[[4.0, 0.0]]]
+    m2 = binary_metrics(pred[1, 0].numpy(), gt[1, 0].numpy(), metrics=("Betti", "BettiMatching"), connectivity=2)
+    assert (m2["BNE0"], m2["BNE1"], m2["BME0"], m2["BME1"]) == (1.0, 0.0, 1.0, 0.0)
+    empty = np.zeros_like(ring)
+    assert binary_metrics(empty, ring, metrics=("Betti",), connectivity=2)["BNE"] == 2.0
+    assert binary_metrics(empty, ring, metrics=("Betti",))["BNE"] == 4.0
+    with pytest.raises(ValueError, match="connectivity"):
+        binary_metrics(empty, ring, metrics=("Dice",), connectivity=3)
+
+
+@pytest.mark.parametrize("fn", [betti_matching_error, betti_number_error])
+def test_bad_connectivity(fn):
+    with pytest.raises(ValueError, match=r"connectivity .* one of \[1, 2\] for 2D input; got 3"):
+        fn(np.zeros((6, 6)), np.zeros((6, 6)), connectivity=3)
+    with pytest.raises(ValueError, match=r"one of \[1, 3\] for 3D input; got 2"):
+        fn(np.zeros((1, 1, 4, 4, 4)), np.zeros((1, 1, 4, 4, 4)), connectivity=2)
+    for cls in (BettiNumberErrorMetric, BettiMatchingErrorMetric):
+        with pytest.raises(ValueError, match="connectivity"):
+            cls(connectivity=0)
+        with pytest.raises(ValueError, match="for 2D input"):
+            cls(connectivity=3)(y_pred=torch.zeros(1, 1, 5, 5), y=torch.zeros(1, 1, 5, 5))
+
+
+@pytest.mark.parametrize("fn", [betti_matching_error, betti_number_error])
+@pytest.mark.parametrize("connectivity", [1, 2])
+def test_bfloat16_input_gives_float32_values(fn, connectivity):
+    rng = np.random.default_rng(5)
+    gt = torch.tensor(rng.random((2, 2, 16, 16)) > 0.5)
+    pred = torch.tensor(rng.random((2, 2, 16, 16)), dtype=torch.float32).to(torch.bfloat16)
+    low = fn(pred, gt.to(torch.bfloat16), connectivity=connectivity)
+    ref = fn(pred.float(), gt.float(), connectivity=connectivity)
+    np.testing.assert_array_equal(low.per_dim, ref.per_dim)
+    assert low.per_dim.dtype == np.int64 and low.per_dim.sum() > 0
+    half = fn(pred.half()[0, 0], gt.half()[0, 0], connectivity=connectivity).per_dim
+    np.testing.assert_array_equal(half, fn(pred.half().float()[0, 0], gt[0, 0], connectivity=connectivity).per_dim)

@@ -237,8 +237,10 @@ def test_missing_rater_file_is_named(rater_dataset):
             pul.preprocess_raters(rater_dataset["id"], "3d_tiny", output_configuration="3d_tiny_broken")
     finally:
         path.write_bytes(content)
-    plans = json.loads((rater_dataset["preprocessed"] / "nnUNetPlans.json").read_text())
+    pre = rater_dataset["preprocessed"]
+    plans = json.loads((pre / "nnUNetPlans.json").read_text())
     assert "3d_tiny_broken" not in plans["configurations"]
+    assert not (pre / "nnUNetPlans_3d_tiny_broken").exists() and not list(pre.glob(".*"))
 
 
 def test_regions_ignore_label_and_bad_distance_are_refused(nnunet_dataset, monkeypatch, make_trainer):

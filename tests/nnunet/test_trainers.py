@@ -127,10 +127,10 @@ def test_unknown_plans_key_is_refused(make_trainer, nnunet_dataset):
 # ---- label set-ups: refused at initialisation, naming the trainer -----------------------------------------------
 REGIONS = {"labels": {"background": 0, "vessel": [1, 2], "thin_vessel": 2}, "regions_class_order": [1, 2]}
 IGNORE = {"labels": {"background": 0, "vessel": 1, "ignore": 2}}
-NO_REGIONS = {"nnUNetTrainerMedlossSAUNA", "nnUNetTrainerMedlossPULASki"}
-NO_IGNORE = NO_REGIONS | {"nnUNetTrainerMedlossMIP", "nnUNetTrainerMedlossMIPMultiAxis",
-                          "nnUNetTrainerMedlossBettiMatching", "nnUNetTrainerMedlossFairScaling",
-                          "nnUNetTrainerMedlossIMPACT"}
+NO_REGIONS = {"nnUNetTrainerMedlossSAUNA", "nnUNetTrainerMedlossPULASki", "nnUNetTrainerMedlossSkeletonRecall"}
+NO_IGNORE = (NO_REGIONS - {"nnUNetTrainerMedlossSkeletonRecall"}) | {
+    "nnUNetTrainerMedlossMIP", "nnUNetTrainerMedlossMIPMultiAxis", "nnUNetTrainerMedlossBettiMatching",
+    "nnUNetTrainerMedlossFairScaling", "nnUNetTrainerMedlossIMPACT", "nnUNetTrainerMedlossClDice"}
 
 
 @pytest.mark.parametrize("setup", ["regions", "ignore"])

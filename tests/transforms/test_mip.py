@@ -148,3 +148,4 @@ def test_bad_input():
     for kwargs in ({"axes": ()}, {"axes": "z"}, {"num_classes": 0}, {"num_classes": True}):
         with pytest.raises(ValueError):
             LabelMIP(**kwargs)
+

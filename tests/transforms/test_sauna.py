@@ -415,7 +415,7 @@ def test_dictionary_transform_with_metatensor():
         (np.array([[[0, 3], [1, 0]]]), {"num_classes": 3}, r"\[0, 2\]"),
         (np.stack([np.eye(3), 2 * np.eye(3)]), {}, "binary"),
         (np.stack([np.eye(3), np.eye(3)]), {"num_classes": 3}, "channels"),
-        (np.stack([np.eye(3), np.eye(3)]), {"classes": [5]}, "not channels"),
+        (np.stack([1 - np.eye(3), np.eye(3)]), {"classes": [5]}, "not channels"),
         (np.zeros((1, 4, 4), dtype=np.complex64), {}, "dtype"),
         ([[[0, 1]]], {}, "numpy array or"),
         (np.zeros((1, 4, 4)), {"spacing": (1.0, 2.0, 3.0)}, "spacing"),
@@ -474,3 +474,4 @@ def test_cuda_tensor_stays_on_device():
     out = SAUNATransform(num_classes=5)(label)
     assert out.device == label.device and out.dtype == torch.float32
     assert torch.equal(sauna_to_label(out), label)
+
