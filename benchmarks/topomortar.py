@@ -939,15 +939,16 @@ def _jsonable(x):
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from medloss.cli import ERROR_STATUS, error_message  # the one-line form of medloss's commands
+
     args = parse_args(argv)
     try:
         run(args)
     except (ValueError, OSError) as err:
         if args.debug:
             raise
-        message = " ".join(str(err).split())
-        print(f"topomortar.py: error: {message}", file=sys.stderr)
-        return 2
+        print(f"topomortar.py: error: {error_message(err)}", file=sys.stderr)
+        return ERROR_STATUS
     return 0
 
 
