@@ -8,9 +8,14 @@ Betti-Matching-3D is the compiled ``betti_matching`` module, imported directly o
 path; its input is ``1 - pred``, ``1 - gt`` (the same filtration).
 
 ``--profile SHAPE`` (e.g. ``128x128x128``) prints where the CPU time of one call goes instead: exclusive time of
-every kernel stage called by the driver (``medloss.topology._matching``) and of the ranking.
+every kernel stage called by the driver (``medloss.topology._matching``) and of the ranking, on one thread.
 
-Usage: ``OMP_NUM_THREADS=1 python benchmarks/betti_matching.py [--skip-128] [--repeats N] [--profile SHAPE]``
+``--threads N`` adds the wall time of one call on ``N`` threads (``num_workers=N``: the parts of one matching
+in parallel) and its ratio to the one-thread wall time (goal on 2 cores at 128^3: <= 0.6).
+
+Usage: ``OMP_NUM_THREADS=1 python benchmarks/betti_matching.py [--skip-128] [--repeats N] [--threads N]
+[--profile SHAPE]``. The CPU-time columns and ratios are measured on one thread (``num_workers=1``), as
+Betti-Matching-3D runs.
 """
 
 from __future__ import annotations
@@ -89,15 +94,16 @@ def profile(shape, repeats):
              and getattr(f, "__module__", "").startswith("medloss.topology")]
     for n in names:
         setattr(_matching, n, timed_stage(n, getattr(_matching, n)))
-    api.rank_images = timed_stage("rank_images", api.rank_images)
+    api.dense_rank = timed_stage("dense_rank", api.dense_rank)
+    api.comparison_ranks = timed_stage("comparison_ranks", api.comparison_ranks)
     pred, gt = make_pair(shape)
-    betti_matching(pred, gt)
+    betti_matching(pred, gt, num_workers=1)  # one thread: exclusive times of nested stages add up
     totals = []
     per_run = []
     for _ in range(repeats):
         acc.clear()
         t0 = time.process_time()
-        betti_matching(pred, gt)
+        betti_matching(pred, gt, num_workers=1)
         totals.append(time.process_time() - t0)
         per_run.append(dict(acc))
     k = int(np.argsort(totals)[len(totals) // 2])
@@ -113,8 +119,10 @@ def main():
     ap.add_argument("--skip-128", action="store_true", help="skip the 128^3 case")
     ap.add_argument("--skip-bm3d", action="store_true", help="do not run Betti-Matching-3D")
     ap.add_argument("--batch", action="store_true", help="also time a parallel batch of 64^3 samples")
-    ap.add_argument("--repeats", type=int, default=0, help="runs per size (default: 21/11/5/3 by size)")
+    ap.add_argument("--repeats", type=int, default=0, help="runs per size (default: 21/11/7/5/5/3 by size)")
     ap.add_argument("--profile", metavar="SHAPE", help="print a per-stage CPU profile for one shape, e.g. 64x64x64")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="also time one call on this many threads (intra-sample parallelism), wall ratio to 1 thread")
     args = ap.parse_args()
     if args.profile:
         profile(tuple(int(a) for a in args.profile.lower().split("x")), args.repeats or 3)
@@ -122,16 +130,20 @@ def main():
     bm3d = None if args.skip_bm3d else load_betti_matching_3d()
     betti_matching(*make_pair((8, 8)))  # JIT / cache load outside the timings
     betti_matching(*make_pair((6, 6, 6)))
-    sizes = [((64, 64), 21), ((256, 256), 11), ((64, 64, 64), 5), ((128, 128, 128), 3)]
+    sizes = [((64, 64), 21), ((256, 256), 11), ((512, 512), 7), ((1024, 1024), 5), ((64, 64, 64), 5),
+             ((128, 128, 128), 3)]
     if args.skip_128:
         sizes = sizes[:-1]
-    print(f"{'shape':>14} {'medloss CPU s':>14} {'wall s':>9} {'peak RSS +MB':>12} | {'BM3D CPU s':>10} "
-          f"{'wall s':>9} {'peak RSS +MB':>12} | {'CPU ratio':>9}")
+    head = (f"{'shape':>14} {'medloss CPU s':>14} {'wall s':>9} {'peak RSS +MB':>12} | {'BM3D CPU s':>10} "
+            f"{'wall s':>9} {'peak RSS +MB':>12} | {'CPU ratio':>9}")
+    if args.threads > 1:
+        head += f" | {f'wall {args.threads} thr':>11} {'ratio':>6} {'+MB':>6}"
+    print(head)
     for shape, reps in sizes:
         reps = args.repeats or reps
         pred, gt = make_pair(shape)
-        cpu, wall = timed(lambda pred=pred, gt=gt: betti_matching(pred, gt), reps)
-        mem = peak_rss_delta_mb(lambda pred=pred, gt=gt: betti_matching(pred, gt))
+        cpu, wall = timed(lambda pred=pred, gt=gt: betti_matching(pred, gt, num_workers=1), reps)
+        mem = peak_rss_delta_mb(lambda pred=pred, gt=gt: betti_matching(pred, gt, num_workers=1))
         line = f"{'x'.join(map(str, shape)):>14} {cpu:14.4f} {wall:9.4f} {mem:12.1f} |"
         if bm3d is not None:
             a, b = np.ascontiguousarray(1.0 - pred), np.ascontiguousarray(1.0 - gt)
@@ -141,12 +153,18 @@ def main():
             line += f" {bcpu:10.4f} {bwall:9.4f} {bmem:12.1f} | {bcpu / cpu:8.2f}x"
         else:
             line += " (Betti-Matching-3D not importable)"
+        if args.threads > 1:
+            # memory first: after threaded runs, freed blocks cached in the threads' malloc arenas would be reused
+            # by the child's threads and hide its peak
+            mem_n = peak_rss_delta_mb(lambda pred=pred, gt=gt: betti_matching(pred, gt, num_workers=args.threads))
+            _, wall_n = timed(lambda pred=pred, gt=gt: betti_matching(pred, gt, num_workers=args.threads), reps)
+            line += f" | {wall_n:11.4f} {wall_n / wall:6.2f} {mem_n:6.0f}"
         print(line, flush=True)
     if args.batch:
         # batch parallelism: B samples on B threads (numba kernels release the GIL) vs one sample
         workers = os.cpu_count() or 1
         preds, gts = zip(*(make_pair((64, 64, 64), seed) for seed in range(workers)))
-        _, w1 = timed(lambda: betti_matching(preds[0], gts[0]), 3)
+        _, w1 = timed(lambda: betti_matching(preds[0], gts[0], num_workers=1), 3)
         cpu_b, w_b = timed(lambda: betti_matching_batch(preds, gts, num_workers=workers), 3)
         print(f"batch of {workers} x 64^3 on {workers} threads: wall {w_b:.3f} s (one sample {w1:.3f} s), "
               f"CPU {cpu_b:.3f} s")

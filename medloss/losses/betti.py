@@ -86,7 +86,9 @@ class BettiMatchingLoss(_Loss):
     target's image reduction and its twin union-find are skipped). ``"both"`` doubles the cost. ``subpatch_size``
     bounds it: a 64^3 patch of a 128^3 input costs what a 64^3 input costs, at the price of a stochastic,
     patch-local topology (structures cut by the patch border become separate features unless ``relative=True``).
-    ``num_workers`` runs instances in parallel threads; memory then adds up per concurrent instance.
+    ``num_workers`` is the number of CPU threads of one loss call: the independent parts of every matching
+    (persistence of prediction, target and comparison image, the 3D column reductions) and the ``B * C`` instances
+    share them (:func:`medloss.topology.betti_matching_batch`), so one 128^3 instance uses every thread too.
 
     Args:
         include_background: if ``False``, channel 0 (background) is dropped before the computation (ignored with a
@@ -113,9 +115,12 @@ class BettiMatchingLoss(_Loss):
         subpatch_size: compute the matching on one random sub-patch per instance of this size (int or one int per
             spatial axis; axes smaller than the size are taken whole). The patch position is drawn with
             torch's default generator (reproducible with ``torch.manual_seed``). ``None`` uses the whole image.
-        num_workers: threads for the matching of the ``B * C`` instances (the kernel releases the GIL); ``None``
-            lets the kernel choose, ``1`` runs sequentially. Memory grows with the number of concurrent 3D
-            instances (roughly 1 KB per voxel each in 3D).
+        num_workers: CPU threads per loss call, shared by the parts of each matching and the ``B * C`` instances
+            (the kernels release the GIL and start no threads of their own, so this bounds the call's threads);
+            ``None``: the cores this process may use (:func:`medloss.topology.default_num_workers`), right when the
+            training step waits for the loss (torch's threads are idle meanwhile); lower it on a shared machine.
+            ``1`` runs everything in the calling thread. Results do not depend on it. Memory grows with the number
+            of instances in flight (roughly 1 KB per voxel each in 3D).
         reduction: ``"mean"`` (mean over the ``B * C`` instances, topolosses semantics), ``"sum"`` or ``"none"``
             (one loss per sample and class with MONAI's ``DiceLoss`` shape ``(B, C, 1, 1[, 1])``).
         connectivity: ``1`` (face neighbours, V-construction) or the number of spatial dimensions (full

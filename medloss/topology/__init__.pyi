@@ -8,3 +8,4 @@ from .api import BettiMatchingResult as BettiMatchingResult
 from .api import Barcode as Barcode
 from .api import check_connectivity as check_connectivity
 from .api import t_construction_grid as t_construction_grid
+from .api import default_num_workers as default_num_workers

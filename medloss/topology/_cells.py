@@ -169,40 +169,39 @@ def _cells_in_id_order(rank, dim, n0, n1, n2, ids, rk):
 
 
 @njit(cache=True, nogil=True)
-def _radix_sort_by_rank(ids, rk, nrank):
-    """Stable LSD radix sort of (ids, rk) by rank; at most 12-bit digits so each pass's buckets stay in cache."""
-    n = ids.shape[0]
-    if nrank <= 1 or n <= 1:
-        return ids, rk
-    bits = 1
-    while (1 << bits) < nrank:
-        bits += 1
-    npass = (bits + 11) // 12
+def radix_sort(key, payload, bits, max_width=10):
+    """Stable LSD radix sort of (``key``, ``payload``) by the nonnegative ``key`` (below ``2**bits``), at most
+    ``max_width`` bits per pass so that each pass's buckets stay in cache. The inputs may be overwritten."""
+    # 10: the 21-bit ranks of 128^3 cells sort faster in three 7-bit passes than in two 11-bit ones (about 15 %)
+    n = key.shape[0]
+    if bits <= 0 or n <= 1:
+        return key, payload
+    npass = (bits + max_width - 1) // max_width
     width = (bits + npass - 1) // npass
     nb = 1 << width
     mask = nb - 1
     hist = np.zeros((npass, nb + 1), np.int64)
     for i in range(n):
-        r = rk[i]
+        r = key[i]
         for p in range(npass):
             hist[p, ((r >> (p * width)) & mask) + 1] += 1
-    ids2 = np.empty_like(ids)
-    rk2 = np.empty_like(rk)
+    key2 = np.empty_like(key)
+    payload2 = np.empty_like(payload)
     for p in range(npass):
         h = hist[p]
         for b in range(nb):
             h[b + 1] += h[b]
         sh = p * width
         for i in range(n):
-            r = rk[i]
+            r = key[i]
             d = (r >> sh) & mask
             j = h[d]
             h[d] = j + 1
-            ids2[j] = ids[i]
-            rk2[j] = r
-        ids, ids2 = ids2, ids
-        rk, rk2 = rk2, rk
-    return ids, rk
+            payload2[j] = payload[i]
+            key2[j] = r
+        key, key2 = key2, key
+        payload, payload2 = payload2, payload
+    return key, payload
 
 
 @njit(cache=True, nogil=True)
@@ -228,7 +227,11 @@ def sorted_cells(rank, nrank, dim, n0, n1, n2):
     ids = np.empty(cnt, np.int32)
     rk = np.empty(cnt, np.int32)
     _cells_in_id_order(rank, dim, n0, n1, n2, ids, rk)
-    return _radix_sort_by_rank(ids, rk, nrank)
+    bits = 0
+    while (1 << bits) < nrank:
+        bits += 1
+    rk, ids = radix_sort(rk, ids, bits)
+    return ids, rk
 
 
 @njit(cache=True, nogil=True)
@@ -266,12 +269,19 @@ def border_flags(n0, n1, n2):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def cofaces(cid, top_dim, border, nv, s0, s1):
-    """The two top cells (as base voxels, ``nv`` = outside) having the (top-1)-cell ``cid`` as a face."""
+def coface_axis(cid, top_dim, s0, s1):
+    """Base voxel ``v`` of the (top-1)-cell ``cid``, the axis ``m`` its two top cells lie along and that axis'
+    stride: the cofaces are based at ``v`` and ``v - stride`` (inside the grid)."""
     v = cid // 3
     t = cid - 3 * v
     m = t if top_dim == 3 else 3 - t
-    st = s0 if m == 0 else (s1 if m == 1 else 1)
+    return v, m, s0 if m == 0 else (s1 if m == 1 else 1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def cofaces(cid, top_dim, border, nv, s0, s1):
+    """The two top cells (as base voxels, ``nv`` = outside) having the (top-1)-cell ``cid`` as a face."""
+    v, m, st = coface_axis(cid, top_dim, s0, s1)
     fl = border[v]
     a = nv if fl & (8 << m) else v
     b = nv if fl & (1 << m) else v - st

@@ -13,7 +13,8 @@ import numpy as np
 from numba import njit
 
 from ._cells import border_flags, parent_voxel, sorted_cells, top_ranks
-from ._reduction import reduce_columns
+from ._reduction import compressed_row_positions, reduce_columns
+from ._tasks import TaskGraph, run
 from ._union_find import binary_aligned, dim0_match, dim0_pairs, merging_faces, top_pairs
 
 
@@ -164,92 +165,178 @@ def _voxel_pairs(rank, dim, births, deaths, top_dim, n1, n2):
     return bv, dv
 
 
-def match_grids(rf, nf, rh, nh, rc, nc, shape3, ndim, shortcuts=True):
-    """Betti matching of dense-ranked flat grids (f, h, c) embedded in 3D ``shape3``.
+def add_matching(g: TaskGraph, f: str, h: str, c: str, shape3, ndim, shortcuts=True) -> str:
+    """Add the tasks of one Betti matching to ``g``; returns the name of the task producing its result.
 
-    Returns per dimension a tuple (f_birth_vox, f_death_vox, h_birth_vox, h_death_vox, match_f, match_h) where
-    ``match_f[i] <-> match_h[i]`` index the f/h pairs. ``shortcuts=False`` disables the binary-image shortcuts
-    (:func:`binary_aligned`, :func:`image_equals_comparison`); the result is the same, only slower (tests).
+    ``f``, ``h``, ``c`` name tasks producing ``(dense ranks, number of ranks)`` of the flat prediction, target and
+    comparison image embedded in 3D ``shape3``. The result is, per dimension, a tuple (f_birth_vox, f_death_vox,
+    h_birth_vox, h_death_vox, match_f, match_h) where ``match_f[i] <-> match_h[i]`` index the f/h pairs.
+    ``shortcuts=False`` disables the binary-image shortcuts (:func:`binary_aligned`,
+    :func:`image_equals_comparison`) and the pruning by dimension 0's merging edges (``skip`` of
+    :func:`top_pairs`, :func:`compressed_row_positions`); the result is the same, only slower (tests).
+
+    Independent parts become separate tasks (cell sorts and union-finds per image, the dimension-0 matching, the
+    top-dimension dual union-finds, in 3D the column reductions of f, h, c and the image reductions), so
+    :func:`medloss.topology._tasks.run` can run them on parallel threads; costs are relative durations (tenths
+    of a second of one thread at 128^3, measured) that let the longest chains start first.
     """
     n0, n1, n2 = shape3
-    top_dim = ndim
-    out = [None] * ndim
-    border = border_flags(n0, n1, n2)
+    top = ndim
+    clear = top == 3
+    size = 3 * n0 * n1 * n2
+    g.add("border", lambda: border_flags(n0, n1, n2), cost=0.1)
+    for k in (f, h, c):
+        g.add(f"edges_{k}", lambda rn: sorted_cells(rn[0], rn[1], 1, n0, n1, n2), k, cost=1.0)
+        if top == 3:
+            g.add(f"faces_{k}", lambda rn: sorted_cells(rn[0], rn[1], 2, n0, n1, n2), k, cost=1.0)
+        g.add(f"node_{k}", lambda rn: top_ranks(rn[0], top, n0, n1, n2), k, cost=0.15)
+    faces = "faces" if top == 3 else "edges"
 
-    edges = {}
-    for key, r, nr in (("f", rf, nf), ("h", rh, nh), ("c", rc, nc)):
-        edges[key] = sorted_cells(r, nr, 1, n0, n1, n2)
+    # dimension 0: Kruskal per image, then the comparison image's with f- and h-aged twins. Each pass flags its
+    # merging edges (task merged_<k>), with which later stages prune where ``shortcuts``: in 2D the dual pass
+    # skips them, in 3D their rows leave the column reductions (see top_pairs, compressed_row_positions)
+    def dim0_k(rn, e):
+        merged = np.zeros(e[0].shape[0], np.bool_)
+        return (*dim0_pairs(rn[0], e[0], e[1], n1, n2, merged), merged)
 
-    # dimension 0
-    fb, fd, f_by = dim0_pairs(rf, edges["f"][0], edges["f"][1], n1, n2)
-    hb, hd, h_by = dim0_pairs(rh, edges["h"][0], edges["h"][1], n1, n2)
-    mf, mh = dim0_match(rc, rf, rh, edges["c"][0], edges["c"][1], f_by, h_by, n1, n2,
-                        not (shortcuts and binary_aligned(rh, nh, rc)))
-    out[0] = (*_voxel_pairs(rf, 0, fb, fd, top_dim, n1, n2), *_voxel_pairs(rh, 0, hb, hd, top_dim, n1, n2), mf, mh)
+    for k in (f, h):
+        g.add(f"dim0_{k}", dim0_k, k, f"edges_{k}", cost=1.2)
+        g.add(f"merged_{k}", lambda p: p[3], f"dim0_{k}", cost=0.0)
 
-    # top dimension (dual union-find)
-    faces = edges if top_dim == 2 else {k: sorted_cells(r, nr, 2, n0, n1, n2)
-                                        for k, r, nr in (("f", rf, nf), ("h", rh, nh), ("c", rc, nc))}
-    node_c = top_ranks(rc, top_dim, n0, n1, n2)
-    node_f = top_ranks(rf, top_dim, n0, n1, n2)
-    node_h = top_ranks(rh, top_dim, n0, n1, n2)
-    clear = top_dim == 3
-    tfb, tfd, f_by_c, clr_f, _ = top_pairs(node_f, node_c, faces["f"][0], faces["f"][1], top_dim, border, n1, n2,
-                                           clear)
-    thb, thd, h_by_c, clr_h, _ = top_pairs(node_h, node_c, faces["h"][0], faces["h"][1], top_dim, border, n1, n2,
-                                           clear)
-    # snapshot before c's lowest tie block, for the image reductions' re-ordered block (see _image_pivots)
-    snap = lowest_block_size(faces["c"][1]) if clear else -1
-    _, tcd, _, clr_c, snapshot = top_pairs(node_c, node_c, faces["c"][0], faces["c"][1], top_dim, border, n1, n2,
-                                           clear, snap)
-    mf, mh = _found_in_both(f_by_c[tcd], h_by_c[tcd])
-    d = top_dim - 1
-    out[d] = (*_voxel_pairs(rf, d, tfb, tfd, top_dim, n1, n2), *_voxel_pairs(rh, d, thb, thd, top_dim, n1, n2), mf, mh)
+    def dim0(rf, rh, rc, ec, pf, ph):
+        twin_h = not (shortcuts and binary_aligned(rh[0], rh[1], rc[0]))
+        merged = np.zeros(ec[0].shape[0], np.bool_)
+        mf, mh = dim0_match(rc[0], rf[0], rh[0], ec[0], ec[1], pf[2], ph[2], n1, n2, twin_h, merged)
+        return (*_voxel_pairs(rf[0], 0, pf[0], pf[1], top, n1, n2), *_voxel_pairs(rh[0], 0, ph[0], ph[1], top, n1, n2),
+                mf, mh), merged
 
-    if top_dim == 3:
-        size = 3 * n0 * n1 * n2
-        ne = edges["f"][0].shape[0]
-        # one row-position table alive at a time (memory): c first, then f and h with their image reductions
-        pos = _row_positions(edges["c"][0], size)
-        res = {"c": reduce_columns(faces["c"][0], clr_c, pos, ne, n1, n2, _switch_at(nc))}
-        img = {}
-        for k, clr, nk in (("f", clr_f, nf), ("h", clr_h, nh)):
-            pos = _row_positions(edges[k][0], size)
-            res[k] = reduce_columns(faces[k][0], clr, pos, ne, n1, n2, _switch_at(nk))
-            if shortcuts and image_equals_comparison(nk, edges[k][0], edges[k][1], edges["c"][0]):
-                img[k] = res["c"]
-            else:
-                # columns in c's order, rows in k's: coherent only when both are two-valued
-                img[k] = _image_pivots(faces["c"][0], faces["c"][1], clr_c, snapshot, faces[k][0], pos, ne,
-                                       border, n1, n2, _switch_at(max(nk, nc)))
-        del pos
-        img_f, img_h = img["f"], img["h"]
-        mfb, mfd, mf_by = _middle_pairs(edges["f"][0], edges["f"][1], faces["f"][0], faces["f"][1], res["f"], size)
-        mhb, mhd, mh_by = _middle_pairs(edges["h"][0], edges["h"][1], faces["h"][0], faces["h"][1], res["h"], size)
-        mf, mh = _found_in_both(*_middle_lookups(edges["c"][0], edges["c"][1], faces["c"][1], res["c"], img_f,
-                                                  edges["f"][0], mf_by, img_h, edges["h"][0], mh_by))
-        out[1] = (*_voxel_pairs(rf, 1, mfb, mfd, top_dim, n1, n2), *_voxel_pairs(rh, 1, mhb, mhd, top_dim, n1, n2),
-                  mf, mh)
-    return out
+    g.add("dim0_match", dim0, f, h, c, f"edges_{c}", f"dim0_{f}", f"dim0_{h}", cost=1.5)
+    g.add("dim0", lambda m: m[0], "dim0_match", cost=0.0)
+    g.add(f"merged_{c}", lambda m: m[1], "dim0_match", cost=0.0)
+    prune = shortcuts
+
+    # top dimension: dual union-finds (f and h with c-aged twins, c itself); in 2D after dimension 0, whose
+    # merging edges they skip
+    skip_from = (lambda k: (f"merged_{k}",)) if top == 2 and prune else (lambda k: ())
+    for k in (f, h):
+        g.add(f"top_{k}", lambda nk, nc, fk, b, skip=None: top_pairs(nk, nc, fk[0], fk[1], top, b, n1, n2, clear, -1,
+                                                                      skip),
+              f"node_{k}", f"node_{c}", f"{faces}_{k}", "border", *skip_from(k), cost=2.0)
+
+    def top_c(nc, fc, b, skip=None):
+        # snapshot before c's lowest tie block, for the image reductions' re-ordered block (see _image_pivots)
+        snap = lowest_block_size(fc[1]) if clear else -1
+        return top_pairs(nc, nc, fc[0], fc[1], top, b, n1, n2, clear, snap, skip)
+
+    g.add(f"top_{c}", top_c, f"node_{c}", f"{faces}_{c}", "border", *skip_from(c), cost=2.0)
+
+    def top_dim(rf, rh, tf, th, tc):
+        mf, mh = _found_in_both(tf[2][tc[1]], th[2][tc[1]])
+        d = top - 1
+        return (*_voxel_pairs(rf[0], d, tf[0], tf[1], top, n1, n2), *_voxel_pairs(rh[0], d, th[0], th[1], top, n1, n2),
+                mf, mh)
+
+    g.add("top", top_dim, f, h, f"top_{f}", f"top_{h}", f"top_{c}", cost=0.1)
+    if top == 2:
+        return g.add("matching", lambda a, b: [a, b], "dim0", "top", cost=0.0)
+
+    # 3D middle dimension: plain reductions of f, h, c and the image reductions of f and h into c
+    for k in (f, h, c):
+        if prune:
+            g.add(f"pos_{k}", lambda e, m: compressed_row_positions(e[0], m, size), f"edges_{k}", f"merged_{k}",
+                  cost=0.3)
+        else:
+            g.add(f"pos_{k}", lambda e: _row_positions(e[0], size), f"edges_{k}", cost=0.3)
+        g.add(f"red_{k}", lambda rn, fk, tk, pos, e: reduce_columns(fk[0], tk[3], pos, e[0].shape[0], n1, n2,
+                                                                    _switch_at(rn[1])),
+              k, f"faces_{k}", f"top_{k}", f"pos_{k}", f"edges_{k}", cost=3.0)
+
+    def image(rk, rc, ek, fk, pos, ec, fc, tc, b):
+        """Pivots of the image reduction of k into c, or ``None`` where c's own reduction is the same."""
+        if shortcuts and image_equals_comparison(rk[1], ek[0], ek[1], ec[0]):
+            return None
+        # columns in c's order, rows in k's: coherent only when both are two-valued
+        return _image_pivots(fc[0], fc[1], tc[3], tc[4], fk[0], pos, ek[0].shape[0], b, n1, n2,
+                             _switch_at(max(rk[1], rc[1])))
+
+    for k in (f, h):
+        g.add(f"img_{k}", image, k, c, f"edges_{k}", f"faces_{k}", f"pos_{k}", f"edges_{c}", f"faces_{c}",
+              f"top_{c}", "border", cost=4.0)
+
+    def middle(ef, eh, ec, ff, fh, fc, red_f, red_h, red_c, img_f, img_h, rf, rh):
+        img_f = red_c if img_f is None else img_f
+        img_h = red_c if img_h is None else img_h
+        mfb, mfd, mf_by = _middle_pairs(ef[0], ef[1], ff[0], ff[1], red_f, size)
+        mhb, mhd, mh_by = _middle_pairs(eh[0], eh[1], fh[0], fh[1], red_h, size)
+        mf, mh = _found_in_both(*_middle_lookups(ec[0], ec[1], fc[1], red_c, img_f, ef[0], mf_by, img_h, eh[0],
+                                                  mh_by))
+        return (*_voxel_pairs(rf[0], 1, mfb, mfd, top, n1, n2), *_voxel_pairs(rh[0], 1, mhb, mhd, top, n1, n2),
+                mf, mh)
+
+    g.add("middle", middle, *(f"{a}_{k}" for a in ("edges", "faces") for k in (f, h, c)),
+          *(f"red_{k}" for k in (f, h, c)), f"img_{f}", f"img_{h}", f, h, cost=0.7)
+    return g.add("matching", lambda a, b, m: [a, m, b], "dim0", "top", "middle", cost=0.0)
 
 
-def barcode_grid(r, nr, shape3, ndim):
-    """Finite positive-length pairs of one dense-ranked grid: per dimension (birth voxels, death voxels)."""
+def match_grids(rf, nf, rh, nh, rc, nc, shape3, ndim, shortcuts=True, num_threads=1):
+    """Betti matching of dense-ranked flat grids (f, h, c) embedded in 3D ``shape3`` (see :func:`add_matching`),
+    on ``num_threads`` threads."""
+    g = TaskGraph()
+    g.value("f", (rf, nf))
+    g.value("h", (rh, nh))
+    g.value("c", (rc, nc))
+    out = add_matching(g, "f", "h", "c", shape3, ndim, shortcuts)
+    return run([g], [out], num_threads)[0]
+
+
+def add_barcode(g: TaskGraph, image: str, shape3, ndim) -> str:
+    """Add the tasks of one image's barcode to ``g`` (``image`` names a task producing ``(ranks, nranks)``);
+    the result is per dimension (birth voxels, death voxels) of the finite positive-length pairs."""
     n0, n1, n2 = shape3
-    top_dim = ndim
-    out = [None] * ndim
-    border = border_flags(n0, n1, n2)
-    edges = sorted_cells(r, nr, 1, n0, n1, n2)
-    b, d, _ = dim0_pairs(r, edges[0], edges[1], n1, n2)
-    out[0] = _voxel_pairs(r, 0, b, d, top_dim, n1, n2)
-    faces = edges if top_dim == 2 else sorted_cells(r, nr, 2, n0, n1, n2)
-    node = top_ranks(r, top_dim, n0, n1, n2)
-    b, d, _, clr, _ = top_pairs(node, node, faces[0], faces[1], top_dim, border, n1, n2, top_dim == 3)
-    out[top_dim - 1] = _voxel_pairs(r, top_dim - 1, b, d, top_dim, n1, n2)
-    if top_dim == 3:
-        size = 3 * n0 * n1 * n2
-        pos = _row_positions(edges[0], size)
-        piv = reduce_columns(faces[0], clr, pos, edges[0].shape[0], n1, n2, _switch_at(nr))
-        b, d, _ = _middle_pairs(edges[0], edges[1], faces[0], faces[1], piv, size)
-        out[1] = _voxel_pairs(r, 1, b, d, top_dim, n1, n2)
-    return out
+    top = ndim
+    size = 3 * n0 * n1 * n2
+    g.add("border", lambda: border_flags(n0, n1, n2), cost=0.1)
+    g.add("edges", lambda rn: sorted_cells(rn[0], rn[1], 1, n0, n1, n2), image, cost=1.0)
+    faces = "edges"
+    if top == 3:
+        faces = g.add("faces", lambda rn: sorted_cells(rn[0], rn[1], 2, n0, n1, n2), image, cost=1.0)
+
+    def dim0(rn, e):
+        merged = np.zeros(e[0].shape[0], np.bool_)
+        b, d, _ = dim0_pairs(rn[0], e[0], e[1], n1, n2, merged)
+        return _voxel_pairs(rn[0], 0, b, d, top, n1, n2), merged
+
+    g.add("dim0_pass", dim0, image, "edges", cost=1.2)
+    g.add("dim0", lambda p: p[0], "dim0_pass", cost=0.0)
+    g.add("merged", lambda p: p[1], "dim0_pass", cost=0.0)
+
+    def top_dim(rn, fc, border, skip=None):
+        # in 2D after dimension 0, whose merging edges the dual pass skips (see top_pairs)
+        node = top_ranks(rn[0], top, n0, n1, n2)
+        return top_pairs(node, node, fc[0], fc[1], top, border, n1, n2, top == 3, -1, skip)
+
+    g.add("top", top_dim, image, faces, "border", *(("merged",) if top == 2 else ()), cost=2.0)
+    parts = ["dim0", "top"]
+    if top == 3:
+        def middle(rn, e, fc, t, merged):
+            pos = compressed_row_positions(e[0], merged, size)
+            piv = reduce_columns(fc[0], t[3], pos, e[0].shape[0], n1, n2, _switch_at(rn[1]))
+            b, d, _ = _middle_pairs(e[0], e[1], fc[0], fc[1], piv, size)
+            return _voxel_pairs(rn[0], 1, b, d, top, n1, n2)
+
+        parts.insert(1, g.add("middle", middle, image, "edges", faces, "top", "merged", cost=3.0))
+
+    def top_pairs_out(rn, t):
+        return _voxel_pairs(rn[0], top - 1, t[0], t[1], top, n1, n2)
+
+    g.add("top_out", top_pairs_out, image, "top", cost=0.1)
+    parts[-1] = "top_out"
+    return g.add("barcode", lambda *per_dim: list(per_dim), *parts, cost=0.0)
+
+
+def barcode_grid(r, nr, shape3, ndim, num_threads=1):
+    """Finite positive-length pairs of one dense-ranked grid: per dimension (birth voxels, death voxels)."""
+    g = TaskGraph()
+    g.value("image", (r, nr))
+    out = add_barcode(g, "image", shape3, ndim)
+    return run([g], [out], num_threads)[0]

@@ -2,15 +2,17 @@
 
 Every later comparison is an integer comparison of ranks, so ranking is the only place that touches the values.
 Three shortcuts keep it off the profile: a target with few distinct values (a binary mask) is ranked by lookup,
-a general image is ordered by one SIMD ``np.sort`` of packed (value prefix, index) keys instead of an
-``argsort``, and the comparison image is ranked by merging the two rank spaces (its values are a subset of
-theirs and ``min`` is monotone), so it is never sorted.
+a general image is ordered by a stable LSD radix sort of value prefixes (only the bits in which they differ)
+instead of an ``argsort`` or a comparison sort, and the comparison image is ranked by merging the two rank spaces
+(its values are a subset of theirs and ``min`` is monotone), so it is never sorted.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from ._cells import radix_sort
 
 _FEW = 16
 
@@ -100,18 +102,39 @@ def _prefix(v, shift):
     return (b ^ ((b >> 63) & 0x7FFFFFFFFFFFFFFF)) >> shift
 
 
+@njit(cache=True, nogil=True)
+def _radix_order(prefix):
+    """Indices sorting the int64 ``prefix`` stably (ties keep index order): a radix sort over the bits of
+    ``prefix - min(prefix)`` only (constant high bits cost no pass; the span must stay below 2**63)."""
+    n = prefix.shape[0]
+    lo = prefix[0]
+    hi = prefix[0]
+    for i in range(n):
+        p = prefix[i]
+        lo = min(lo, p)
+        hi = max(hi, p)
+    bits = 0
+    while bits < 63 and ((hi - lo) >> bits) > 0:
+        bits += 1
+    key = np.empty(n, np.int64)
+    for i in range(n):
+        key[i] = prefix[i] - lo
+    return radix_sort(key, np.arange(n).astype(np.int32), bits)[1]
+
+
+@njit(cache=True, nogil=True)
+def _prefixes(x, shift):
+    out = np.empty(x.shape[0], np.int64)
+    for i in range(x.shape[0]):
+        out[i] = _prefix(x[i], shift)
+    return out
+
+
 def _sorted_order(x: np.ndarray) -> tuple[np.ndarray, int]:
-    """Indices ordering ``x`` by (prefix of value, index), via one sort of packed int64 keys."""
-    n = x.size
-    shift = max(1, (n - 1).bit_length())
-    bits = x.view(np.int64)
-    key = bits ^ ((bits >> 63) & 0x7FFFFFFFFFFFFFFF)  # order-preserving map of finite floats to int64
-    key >>= shift
-    key <<= shift
-    key |= np.arange(n, dtype=np.int64)
-    key.sort()
-    key &= (1 << shift) - 1
-    return key, shift
+    """Indices ordering ``x`` by (prefix of value, index): the prefix drops the lowest ``shift`` bits (the
+    ranking fixes up the rare runs of distinct values sharing a prefix), which saves radix passes."""
+    shift = max(1, (x.size - 1).bit_length())
+    return _radix_order(_prefixes(x, shift)), shift
 
 
 def dense_rank(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +150,7 @@ def dense_rank(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True, nogil=True)
-def _min_ranks(rf, uf, rh, uh):
+def comparison_ranks(rf, uf, rh, uh):
     """Dense ranks of min(f, h) from the ranks and sorted distinct values of f and h (merge, no sort)."""
     nf, nh = uf.shape[0], uh.shape[0]
     pos_f = np.empty(nf, np.int64)
@@ -166,5 +189,5 @@ def rank_images(f: np.ndarray, h: np.ndarray):
     """Dense ranks ``(rf, nf, rh, nh, rc, nc)`` of flat images f, h and of their comparison image min(f, h)."""
     rf, uf = dense_rank(f)
     rh, uh = dense_rank(h)
-    rc, nc = _min_ranks(rf, uf, rh, uh)
+    rc, nc = comparison_ranks(rf, uf, rh, uh)
     return rf, uf.size, rh, uh.size, rc, nc

@@ -7,6 +7,8 @@ depends only on the column order, so clearing with ``c``'s dim-2 pairs stays val
 
 A column whose largest edge is still free is paired at once (emergent pair) and never stored: when a later
 column needs it, its boundary is regenerated from the packed id. Only columns that needed additions are cached.
+Rows of edges that merge components (dimension-0 deaths) may be dropped (:func:`compressed_row_positions`): a
+third of the entries go, pivots stay. Above a few MiB the boundary lookups of the columns ahead are prefetched.
 The working column is a binary max-heap with lazy Z/2 cancellation. A few columns get very long (death cells of
 long-lived loops chase their whole bounding surface; 1 % of the columns make 70-100 % of the additions). Such a
 column continues in a bit tree over the rows once its heap passes ``switch_at`` entries: O(1) toggles with exact
@@ -21,6 +23,8 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
+
+from ._prefetch import lookahead, prefetch
 
 NEVER = np.iinfo(np.int64).max
 
@@ -95,6 +99,18 @@ def _boundary(cid, row_pos, n1, n2, out):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _prefetch_boundary(cid, row_pos, n1, n2):
+    # the cache lines of the 2-cell's edges in row_pos (as read by _boundary)
+    v = cid // 3
+    t = cid - 3 * v
+    sa = n1 * n2 if t != 0 else n2
+    sb = 1 if t != 2 else n2
+    prefetch(row_pos, 3 * v)
+    prefetch(row_pos, 3 * (v + sb))
+    prefetch(row_pos, 3 * (v + sa))
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _push(heap, n, x):
     i = n
     heap[i] = x
@@ -146,13 +162,15 @@ def reduce_columns(cols, cleared, row_pos, n_rows, n1, n2, switch_at=NEVER):
     """Reduce the columns ``cols`` (2-cell ids in column order, ``cleared`` ones skipped).
 
     Returns the pivot row position of every column (-1 for cleared or zero columns). ``switch_at``: heap size
-    beyond which a column continues in the bit tree (see the module docstring).
+    beyond which a column continues in the bit tree (see the module docstring). Edges whose ``row_pos`` is
+    negative are left out of the columns (see :func:`compressed_row_positions`).
     """
     ncol = cols.shape[0]
+    # per row: -1 free; else what its owner column adds, in one read: >= 0 an unreduced (emergent) column, as
+    # its 2-cell id (boundary regenerated); <= -2 a reduced column, cached at buf[-2 - owner] as (length, pivot,
+    # entries...). One random access per addition instead of three (owner, cache index, cell id).
     owner = np.full(n_rows, -1, np.int32)
     pivots = np.full(ncol, -1, np.int32)
-    cache_start = np.full(ncol, -1, np.int32)
-    cache_len = np.zeros(ncol, np.int32)
     buf = np.empty(1024, np.int32)
     buf_n = 0
     heap = np.empty(1024, np.int32)
@@ -160,39 +178,44 @@ def reduce_columns(cols, cleared, row_pos, n_rows, n1, n2, switch_at=NEVER):
     tree = np.zeros(off[-1], np.uint64)
     bd = np.empty(4, np.int64)
     bd2 = np.empty(4, np.int64)
+    ahead = lookahead(row_pos, 16, 2 << 20)  # a column's first boundary lookup is its random access
     for k in range(ncol):
+        if ahead and k + ahead < ncol:
+            _prefetch_boundary(cols[k + ahead], row_pos, n1, n2)
         if cleared[k]:
             continue
         _boundary(cols[k], row_pos, n1, n2, bd)
         p = max(max(bd[0], bd[1]), max(bd[2], bd[3]))
-        if owner[p] < 0:
-            owner[p] = k
+        if p < 0:
+            continue  # every edge compressed away: a zero column
+        if owner[p] == -1:
+            owner[p] = cols[k]
             pivots[k] = p
             continue
         n = 0
         for q in range(4):
-            if bd[q] != p:
+            if bd[q] != p and bd[q] >= 0:
                 n = _push(heap, n, bd[q])
         in_tree = False
         while True:
-            j = owner[p]
-            if cache_start[j] >= 0:
-                st = cache_start[j]
-                ln = cache_len[j]
+            x = owner[p]
+            if x <= -2:
+                st = -2 - x
+                end = st + 1 + buf[st]
                 if in_tree:
-                    for q in range(st + 1, st + ln):
+                    for q in range(st + 2, end):
                         _toggle(tree, off, buf[q])
                 else:
-                    if heap.shape[0] < n + ln:
-                        heap = _grow(heap, n + ln)
-                    for q in range(st + 1, st + ln):  # entry 0 is the pivot p, cancelled
+                    if heap.shape[0] < n + end - st:
+                        heap = _grow(heap, n + end - st)
+                    for q in range(st + 2, end):  # buf[st + 1] is the pivot p, cancelled
                         n = _push(heap, n, buf[q])
             else:
-                _boundary(cols[j], row_pos, n1, n2, bd2)
+                _boundary(x, row_pos, n1, n2, bd2)
                 if heap.shape[0] < n + 4:
                     heap = _grow(heap, n + 4)
                 for q in range(4):
-                    if bd2[q] != p:
+                    if bd2[q] != p and bd2[q] >= 0:
                         if in_tree:
                             _toggle(tree, off, bd2[q])
                         else:
@@ -206,22 +229,21 @@ def reduce_columns(cols, cleared, row_pos, n_rows, n1, n2, switch_at=NEVER):
                 if n > switch_at and p >= 0:
                     in_tree = True
                     while n > 0:  # duplicates cancel in the tree
-                        x, n = _pop(heap, n)
-                        _toggle(tree, off, x)
-            if p < 0 or owner[p] < 0:
+                        y, n = _pop(heap, n)
+                        _toggle(tree, off, y)
+            if p < 0 or owner[p] == -1:
                 break
         if p < 0:
             continue
-        owner[p] = k
         pivots[k] = p
-        # cache the reduced column: pivot first, then the surviving entries (largest first); empties heap/tree
+        # cache the reduced column: (length, pivot, surviving entries largest first); empties heap/tree
         st = buf_n
-        if buf_n + n + 1 > 2147483647:
+        if buf_n + n + 2 > 2147483645:
             raise MemoryError("reduction cache exceeds 2**31 entries")
-        if buf.shape[0] < buf_n + n + 1:
-            buf = _grow(buf, buf_n + n + 1)
-        buf[buf_n] = p
-        buf_n += 1
+        if buf.shape[0] < buf_n + n + 2:
+            buf = _grow(buf, buf_n + n + 2)
+        buf[buf_n + 1] = p
+        buf_n += 2
         if in_tree:
             q = _tree_max(tree, off)
             while q >= 0:
@@ -238,8 +260,8 @@ def reduce_columns(cols, cleared, row_pos, n_rows, n1, n2, switch_at=NEVER):
                     break
                 buf[buf_n] = q
                 buf_n += 1
-        cache_start[k] = st
-        cache_len[k] = buf_n - st
+        buf[st] = buf_n - st - 1
+        owner[p] = -2 - st
     return pivots
 
 
@@ -251,3 +273,23 @@ def _grow(a, need):
     b = np.empty(m, a.dtype)
     b[: a.shape[0]] = a
     return b
+
+
+@njit(cache=True, nogil=True)
+def compressed_row_positions(edges, merged, size):
+    """Row position of every edge id in the order ``edges``, -1 (row dropped) for ``merged`` edges.
+
+    ``merged`` flags the edges that merge components in Kruskal's pass over the same order (the negative edges,
+    see :func:`medloss.topology._union_find.dim0_pairs`). Dropping their rows changes no pivot of a reduction
+    whose columns are boundaries (cycles) and whose rows follow this order: the "compression" of Bauer, Kerber and
+    Reininghaus, Clear and Compress: Computing Persistent Homology in Chunks (TopoInVis 2013). A nonzero cycle's
+    largest edge closes a loop among smaller edges, so it is never a merging edge; hence a cycle is zero
+    below a row exactly when its kept entries are, every lower-left submatrix keeps its rank, and the pivots
+    (which those ranks determine) stay. This holds for any column order, so also for the image reductions
+    (columns in c's order, rows in f's or h's). About a third of the rows (n - 1 of ~3n edges) go.
+    """
+    pos = np.full(size, -1, np.int32)
+    for i in range(edges.shape[0]):
+        if not merged[i]:
+            pos[edges[i]] = i
+    return pos

@@ -8,6 +8,12 @@ rank (no second set of finds). Pairs are returned as (birth cell id, death cell 
 
 Every union-find is one int32 table of rows (parent, rank[, oldest by a second filtration, its rank, ...]): a root's
 ages are read right after finding it, and one cache line per node makes the random accesses of large grids cheap.
+From tables that outgrow the caches the rows of the cells processed a few steps later are prefetched.
+
+The dimension-0 passes can report which edges merge (``merged``); that classification is what the later stages
+prune with: in 3D the merging edges' rows are dropped from the column reductions
+(:func:`medloss.topology._reduction.compressed_row_positions`), in 2D the dual pass skips them (``skip`` of
+:func:`top_pairs`).
 """
 
 from __future__ import annotations
@@ -15,7 +21,29 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._cells import cofaces
+from ._cells import coface_axis, cofaces
+from ._prefetch import lookahead, prefetch
+
+# iterations (edges, faces) the row prefetches run ahead; they start from tables of PREFETCH_MIN_BYTES
+_AHEAD = 16
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefetch_edge(uf, e, s):
+    # both endpoints of the edge with packed id e
+    u = e // 3
+    prefetch(uf, u)
+    prefetch(uf, u + s[e - 3 * u])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefetch_cofaces(parent, border, cid, top_dim, nv, s0, s1):
+    # both top cells of the face cid, ignoring the border (a prefetch of a neighbouring row is harmless), and
+    # the border flags cofaces() reads
+    v, _, st = coface_axis(cid, top_dim, s0, s1)
+    prefetch(border, v)
+    prefetch(parent, v)
+    prefetch(parent, v - st if v >= st else nv)
 
 
 @njit(cache=True, nogil=True)
@@ -96,8 +124,12 @@ def _older_max(uf, a, b):
 
 
 @njit(cache=True, nogil=True)
-def dim0_pairs(rank, edges, edge_rank, n1, n2):
-    """Kruskal on edges in filtration order. Returns (birth voxels, death edge ids, pair index by birth voxel)."""
+def dim0_pairs(rank, edges, edge_rank, n1, n2, merged=None):
+    """Kruskal on edges in filtration order. Returns (birth voxels, death edge ids, pair index by birth voxel).
+
+    ``merged`` (optional, bool per edge position, zeros): set where the edge merges two components (every death
+    edge, zero-length bars included: the negative edges).
+    """
     nv = rank.shape[0]
     uf = forest(rank)
     births = np.empty(nv, np.int32)
@@ -105,7 +137,11 @@ def dim0_pairs(rank, edges, edge_rank, n1, n2):
     by_birth = np.full(nv, -1, np.int32)
     s = (n1 * n2, n2, 1)
     k = 0
-    for i in range(edges.shape[0]):
+    ne = edges.shape[0]
+    ahead = lookahead(uf, _AHEAD)
+    for i in range(ne):
+        if ahead and i + ahead < ne:
+            _prefetch_edge(uf, edges[i + ahead], s)
         e = edges[i]
         u = e // 3
         w = u + s[e - 3 * u]
@@ -115,6 +151,8 @@ def dim0_pairs(rank, edges, edge_rank, n1, n2):
             continue
         old, young = _older_min(uf, ru, rw)
         uf[young, 0] = old
+        if merged is not None:
+            merged[i] = True
         if uf[young, 1] < edge_rank[i]:
             births[k] = young
             deaths[k] = e
@@ -124,10 +162,12 @@ def dim0_pairs(rank, edges, edge_rank, n1, n2):
 
 
 @njit(cache=True, nogil=True)
-def dim0_match(rank_c, rank_f, rank_h, edges_c, edge_rank_c, f_by_birth, h_by_birth, n1, n2, h_twin=True):
+def dim0_match(rank_c, rank_f, rank_h, edges_c, edge_rank_c, f_by_birth, h_by_birth, n1, n2, h_twin=True,
+               merged=None):
     """Comparison-image Kruskal with f- and h-aged twins. Returns matched (f pair index, h pair index).
 
     ``h_twin=False`` (see :func:`binary_aligned`) reads h's pairs at c's own roots instead of an h-aged twin.
+    ``merged``: as in :func:`dim0_pairs`, for c's edges.
     """
     nv = rank_c.shape[0]
     pc = aged_forest(rank_c, rank_f, rank_h if h_twin else rank_h[:0])
@@ -135,7 +175,11 @@ def dim0_match(rank_c, rank_f, rank_h, edges_c, edge_rank_c, f_by_birth, h_by_bi
     mh = np.empty(nv, np.int32)
     s = (n1 * n2, n2, 1)
     k = 0
-    for i in range(edges_c.shape[0]):
+    ne = edges_c.shape[0]
+    ahead = lookahead(pc, _AHEAD)
+    for i in range(ne):
+        if ahead and i + ahead < ne:
+            _prefetch_edge(pc, edges_c[i + ahead], s)
         e = edges_c[i]
         u = e // 3
         w = u + s[e - 3 * u]
@@ -145,6 +189,8 @@ def dim0_match(rank_c, rank_f, rank_h, edges_c, edge_rank_c, f_by_birth, h_by_bi
             continue
         oc, yc = _older_min(pc, ru, rw)
         pc[yc, 0] = oc
+        if merged is not None:
+            merged[i] = True
         yf = _merge_ages(pc, ru, rw, oc, 2, False)
         yh = _merge_ages(pc, ru, rw, oc, 4, False) if h_twin else yc
         if pc[yc, 1] < edge_rank_c[i]:
@@ -176,7 +222,8 @@ def binary_aligned(rank_h, nh, rank_c):
 
 
 @njit(cache=True, nogil=True)
-def top_pairs(node_rank, node_rank_c, faces, face_rank, top_dim, border, n1, n2, want_clear, snap_at=-1):
+def top_pairs(node_rank, node_rank_c, faces, face_rank, top_dim, border, n1, n2, want_clear, snap_at=-1,
+              skip=None):
     """Dual union-find over (top-1)-cells in decreasing filtration order.
 
     Returns (birth face ids, death top-cell base voxels, pair index keyed by the comparison-younger node,
@@ -185,6 +232,14 @@ def top_pairs(node_rank, node_rank_c, faces, face_rank, top_dim, border, n1, n2,
     (top-1)-cells, zero-length included), whose columns can be skipped in the next-lower reduction.
     With ``snap_at >= 0`` a copy of the union-find parents is taken just before face position ``snap_at - 1``
     is processed (i.e. with exactly the faces at positions >= ``snap_at`` merged) and returned as a fifth value.
+
+    ``skip`` (2D only; bool per face position): faces not processed, for the ``merged`` flags of the dimension-0
+    pass over the same edge order. Exact: in 2D the faces are the edges and the dual graph (squares and the
+    outside node) is the planar dual of the pixel graph. For a connected plane graph, the complement of a spanning
+    tree is a spanning tree of the dual, and for one strict total order the complement of the minimum spanning
+    tree (the edges Kruskal merges with) is the dual's maximum spanning tree (the faces this pass merges with,
+    taken in decreasing order). So a skipped face would find its cofaces already connected and do nothing, and
+    every processed face merges. In 3D the dual's faces are 2-cells, which no Kruskal on edges classifies.
     """
     nv = border.shape[0]
     s0 = n1 * n2
@@ -199,9 +254,14 @@ def top_pairs(node_rank, node_rank_c, faces, face_rank, top_dim, border, n1, n2,
     if snap_at == nf:
         snapshot = parent.copy()
     k = 0
+    ahead = lookahead(parent, _AHEAD)
     for i in range(nf - 1, -1, -1):
         if i == snap_at - 1:
             snapshot = parent.copy()
+        if ahead and i >= ahead:
+            _prefetch_cofaces(parent, border, faces[i - ahead], top_dim, nv, s0, n2)
+        if skip is not None and skip[i]:
+            continue
         cid = faces[i]
         a, b = cofaces(cid, top_dim, border, nv, s0, n2)
         ra = find(parent, a)
@@ -229,7 +289,10 @@ def merging_faces(parent, faces, top_dim, border, n1, n2):
     nv = border.shape[0]
     s0 = n1 * n2
     out = np.zeros(faces.shape[0], np.bool_)
+    ahead = lookahead(parent, _AHEAD)
     for i in range(faces.shape[0] - 1, -1, -1):
+        if ahead and i >= ahead:
+            _prefetch_cofaces(parent, border, faces[i - ahead], top_dim, nv, s0, n2)
         a, b = cofaces(faces[i], top_dim, border, nv, s0, n2)
         ra = find(parent, a)
         rb = find(parent, b)

@@ -243,7 +243,9 @@ def _soft_label_edt(mask: np.ndarray, anisotropy: Tuple[float, ...], num_threads
     fg_max = float(dist[sub].max())
     size = [_odd_window(fg_max / a, tolerant=True) for a in anisotropy]
     reach = [math.ceil(fg_max / a) + k // 2 + 1 for a, k in zip(anisotropy, size)]
+    # fg_max is a float32 distance: its ceil may exceed the float64 bound's by one step, so stay inside the crop
     inner = _box(lo, hi, reach, mask.shape)
+    inner = tuple(slice(max(i.start, b.start), min(i.stop, b.stop)) for i, b in zip(inner, box))
     rel = tuple(slice(i.start - b.start, i.stop - b.start) for i, b in zip(inner, box))
     sub, dist = np.ascontiguousarray(sub[rel]), np.ascontiguousarray(dist[rel])
     d_in, d_cap = _split_distances(dist, sub, np.float32(fg_max))

@@ -301,6 +301,7 @@ def test_half_precision_and_3d_batch():
     assert loss.item() == pytest.approx(1.0, rel=1e-2)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_gradient_matches_cpu():
     d, p, g = _pair("random_64x64_seed0")

@@ -132,6 +132,7 @@ def test_half_precision_is_computed_in_float32(cases):
     assert abs(loss.item() - cases["ftl_batch_global"]) < TOL
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu(cases):
     logits = torch.as_tensor(cases["ftl_logits"]).float()

@@ -348,6 +348,7 @@ def test_model_lookup_in_env_dir_and_local_hf_cache(monkeypatch, tmp_path):
     assert loss.extractor.path == snap / "Tiny.pt"
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_lazy_move():
     c = _load("impact_case1_3d.npz")

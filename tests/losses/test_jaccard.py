@@ -347,6 +347,7 @@ def test_dtypes_and_half_upcast():
     np.testing.assert_allclose(v16.item(), v64.item(), rtol=5e-3)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu():
     gen = torch.Generator().manual_seed(12)

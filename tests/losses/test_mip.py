@@ -336,6 +336,7 @@ def test_deep_supervision_wrapper_lower_resolutions():
     assert all(o.grad is not None and bool(torch.isfinite(o.grad).all()) for o in outputs)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     case = _load("spock_random_p32_multi.npz")

@@ -362,6 +362,7 @@ def test_autocast_does_not_change_the_value():
         np.testing.assert_allclose(out.item(), cls()(x, y).item(), rtol=1e-6)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     x, y = _sets("pul3d_sinkhorn.npz")

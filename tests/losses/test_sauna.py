@@ -245,6 +245,7 @@ def test_dtypes_and_half_upcast(ref2d):
     np.testing.assert_allclose(v16.item(), v64.item(), rtol=5e-3)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu(ref2d):
     z = torch.from_numpy(ref2d["logits"])

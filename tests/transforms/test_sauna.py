@@ -468,6 +468,7 @@ def test_bad_function_and_decoder_inputs():
         sauna_to_label([[0.5]])
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_tensor_stays_on_device():
     label = torch.as_tensor(multiclass_label(), device="cuda")
@@ -475,3 +476,13 @@ def test_cuda_tensor_stays_on_device():
     assert out.device == label.device and out.dtype == torch.float32
     assert torch.equal(sauna_to_label(out), label)
 
+
+
+def test_object_at_the_border_with_anisotropic_spacing():
+    # regression: the float32 maximum distance rounded up past the float64 crop bound, so the inner box left the
+    # crop (a broadcast error, or all ones for the mirrored mask)
+    mask = np.array([[0], [0], [0], [1]], bool)
+    spacing = [2.2881025315489416, 1.0]
+    soft = sauna_soft_label(mask, spacing)
+    np.testing.assert_array_equal(soft.ravel(), [-1.0, -1.0, -1.0, 1.0])
+    np.testing.assert_array_equal(sauna_soft_label(mask[::-1], spacing), soft[::-1])
