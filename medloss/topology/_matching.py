@@ -5,6 +5,9 @@ with f/h-aged twins); the top dimension by dual union-find (f and h with c-aged 
 dimension by five column reductions (plain f, h, c and the image reductions of f and h into c). Where the target
 is binary (the usual case), its image reduction is c's own reduction and its dimension-0 twin is c's union-find
 (see :func:`image_equals_comparison`, :func:`binary_aligned`); the shortcuts can be switched off for testing.
+
+The work is laid out as a task graph (:func:`add_matching`, :func:`add_barcode`): the per-image parts are
+independent until the matching steps, so :mod:`medloss.topology._tasks` runs them on parallel threads.
 """
 
 from __future__ import annotations

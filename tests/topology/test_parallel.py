@@ -151,3 +151,16 @@ def test_small_images_stay_on_one_thread(monkeypatch):
     big = noisy_prediction_pair((256, 256), seed=1)
     betti_matching(*big, num_workers=4)
     assert used == [1, 2]
+
+
+def test_small_samples_run_whole_and_large_ones_split_in_one_batch(monkeypatch):
+    monkeypatch.undo()  # the real size rule: 24^2 pairs run whole on a thread, the 256^2 pair is split into parts
+    used = []
+    real = api._as_one_task
+    monkeypatch.setattr(api, "_as_one_task", lambda g, o, n: used.append(n) or real(g, o, n))
+    pairs = [noisy_prediction_pair(s, seed=i) for i, s in enumerate([(24, 24), (256, 256), (24, 24), (24, 24)])]
+    preds, gts = zip(*pairs)
+    got = betti_matching_batch(preds, gts, num_workers=2)
+    assert used == [24 * 24] * 3
+    for g, (p, t) in zip(got, pairs):
+        _same_result(g, betti_matching(p, t, num_workers=1))
