@@ -380,6 +380,19 @@ def check_bool(name: str, value, allow_none: bool = False) -> Optional[bool]:
     return bool(value)
 
 
+def check_bools(**switches) -> None:
+    """:func:`check_bool` for each keyword (name = value), in the order given.
+
+    Example:
+        >>> check_bools(include_background=True, batch=0)
+        Traceback (most recent call last):
+            ...
+        ValueError: batch must be True or False, got 0.
+    """
+    for name, value in switches.items():
+        check_bool(name, value)
+
+
 def check_choice(name: str, value, choices: Sequence[str]) -> str:
     """A string option that must be one of ``choices``, or ``ValueError`` listing them.
 

@@ -12,7 +12,7 @@ from torch.nn.modules.loss import _Loss
 from medloss.validation import (
     check_activation_args,
     check_binary,
-    check_bool,
+    check_bools,
     check_choice,
     check_number,
     check_numbers,
@@ -165,9 +165,12 @@ class BettiMatchingLoss(_Loss):
         super().__init__(reduction=check_reduction(reduction))
         self.connectivity = check_connectivity(connectivity)  # against the input's ndim in forward
         check_activation_args(sigmoid, softmax, other_act)
-        for name, flag in (("include_background", include_background), ("to_onehot_y", to_onehot_y),
-                           ("relative", relative), ("push_unmatched_to_1_0", push_unmatched_to_1_0)):
-            check_bool(name, flag)
+        check_bools(
+            include_background=include_background,
+            to_onehot_y=to_onehot_y,
+            relative=relative,
+            push_unmatched_to_1_0=push_unmatched_to_1_0,
+        )
         check_choice("filtration", filtration, _FILTRATIONS)
         matched_weight = check_number("matched_weight", matched_weight, low=0)
         unmatched_weight = check_number("unmatched_weight", unmatched_weight, low=0)

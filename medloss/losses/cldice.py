@@ -21,6 +21,7 @@ from medloss.losses.jaccard import safe_ratio
 from medloss.validation import (
     check_activation_args,
     check_bool,
+    check_bools,
     check_number,
     check_reduction,
     distributed_sum,
@@ -148,9 +149,7 @@ class ClDiceLoss(_Loss):
     ) -> None:
         super().__init__(reduction=check_reduction(reduction))
         check_activation_args(sigmoid, softmax, other_act)
-        for name, flag in (("include_background", include_background), ("to_onehot_y", to_onehot_y),
-                           ("batch", batch)):
-            check_bool(name, flag)
+        check_bools(include_background=include_background, to_onehot_y=to_onehot_y, batch=batch)
         self.iter_ = check_number("iter_", iter_, low=0, integer=True)
         self.smooth_nr = check_number("smooth_nr", smooth_nr, low=0)
         self.smooth_dr = check_number("smooth_dr", smooth_dr, low=0)
@@ -253,9 +252,7 @@ class DiceClDiceLoss(_Loss):
     ) -> None:
         super().__init__(reduction=check_reduction(reduction))
         check_activation_args(sigmoid, softmax, other_act)
-        for name, flag in (("include_background", include_background), ("to_onehot_y", to_onehot_y),
-                           ("batch", batch)):
-            check_bool(name, flag)
+        check_bools(include_background=include_background, to_onehot_y=to_onehot_y, batch=batch)
         check_bool("cldice_include_background", cldice_include_background, allow_none=True)
         self.alpha = check_number("alpha", alpha, 0, 1)
         smooth_nr = check_number("smooth_nr", smooth_nr, low=0)

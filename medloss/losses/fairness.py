@@ -38,7 +38,7 @@ from torch.nn.modules.loss import _Loss
 from medloss.validation import (
     UNKNOWN_GROUP,
     check_activation_args,
-    check_bool,
+    check_bools,
     check_choice,
     check_float_input,
     check_group_ids,
@@ -197,9 +197,7 @@ class FairErrorBoundScalingLoss(_Loss):
     ) -> None:
         super().__init__(reduction=check_reduction(reduction))
         check_activation_args(sigmoid, softmax, other_act)
-        for name, flag in (("include_background", include_background), ("to_onehot_y", to_onehot_y),
-                           ("sync_group_stats", sync_group_stats)):
-            check_bool(name, flag)
+        check_bools(include_background=include_background, to_onehot_y=to_onehot_y, sync_group_stats=sync_group_stats)
         check_choice("mode", mode, _MODES)
         num_groups = check_number("num_groups", num_groups, low=1, integer=True)
         gamma = check_number("gamma", gamma, low=0)

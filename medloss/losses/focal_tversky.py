@@ -17,7 +17,7 @@ from torch.nn.modules.loss import _Loss
 from medloss.losses.jaccard import safe_ratio
 from medloss.validation import (
     check_activation_args,
-    check_bool,
+    check_bools,
     check_number,
     check_reduction,
     prepare_probabilities,
@@ -136,9 +136,7 @@ class FocalTverskyLoss(_Loss):
     ) -> None:
         super().__init__(reduction=check_reduction(reduction))
         check_activation_args(sigmoid, softmax, other_act)
-        for name, flag in (("include_background", include_background), ("to_onehot_y", to_onehot_y),
-                           ("batch", batch)):
-            check_bool(name, flag)
+        check_bools(include_background=include_background, to_onehot_y=to_onehot_y, batch=batch)
         alpha, beta = check_number("alpha", alpha, low=0), check_number("beta", beta, low=0)
         if alpha + beta == 0:
             raise ValueError("alpha and beta must not both be 0 (the index would be 1 for any input).")

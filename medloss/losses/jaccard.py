@@ -22,6 +22,7 @@ from medloss.validation import (
     check_activation_args,
     check_binary,
     check_bool,
+    check_bools,
     check_choice,
     check_class_weights,
     check_number,
@@ -189,9 +190,7 @@ class TverskyMetricLoss(_Loss):
     ) -> None:
         super().__init__(reduction=check_reduction(reduction))
         check_activation_args(sigmoid, softmax, other_act)
-        for name, flag in (("include_background", include_background), ("to_onehot_y", to_onehot_y),
-                           ("log_loss", log_loss)):
-            check_bool(name, flag)
+        check_bools(include_background=include_background, to_onehot_y=to_onehot_y, log_loss=log_loss)
         alpha, beta = check_number("alpha", alpha, low=0), check_number("beta", beta, low=0)
         if alpha + beta == 0:
             raise ValueError("alpha and beta must not both be 0 (the index would be 1 for any input).")

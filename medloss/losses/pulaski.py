@@ -25,7 +25,7 @@ from medloss.losses.set_distances import (
 from medloss.validation import (
     check_activation_args,
     check_binary,
-    check_bool,
+    check_bools,
     check_finite,
     check_number,
     check_reduction,
@@ -127,9 +127,12 @@ class PULASkiLoss(_Loss):
         if sigmoid is None:  # the ProbabilisticUNet outputs logits: sigmoid unless another activation is chosen
             sigmoid = not softmax and other_act is None
         check_activation_args(sigmoid, softmax, other_act)
-        for name, flag in (("include_background", include_background), ("to_onehot_y", to_onehot_y),
-                           ("per_voxel", per_voxel), ("same_rater_for_batch", same_rater_for_batch)):
-            check_bool(name, flag)
+        check_bools(
+            include_background=include_background,
+            to_onehot_y=to_onehot_y,
+            per_voxel=per_voxel,
+            same_rater_for_batch=same_rater_for_batch,
+        )
         kl_weight = check_number("kl_weight", kl_weight, low=0)
         num_samples = check_number("num_samples", num_samples, low=1, integer=True, allow_none=True)
         # checked whatever the distance, so that a configuration does not hide a bad value until it is switched

@@ -18,6 +18,7 @@ from torch.nn.modules.loss import _Loss
 from medloss.losses.jaccard import safe_ratio
 from medloss.validation import (
     check_bool,
+    check_bools,
     check_choice,
     check_class_weights,
     check_finite,
@@ -138,8 +139,7 @@ class SignedJaccardLoss(_Loss):
         batch: bool = True,
     ) -> None:
         super().__init__(reduction=check_reduction(reduction))
-        for name, flag in (("signed", signed), ("pooled", pooled), ("from_logits", from_logits), ("batch", batch)):
-            check_bool(name, flag)
+        check_bools(signed=signed, pooled=pooled, from_logits=from_logits, batch=batch)
         if not signed and not pooled:
             raise ValueError("pooled=False (type 1) splits signed labels; it has no meaning with signed=False.")
         smooth = check_number("smooth", smooth, low=0, allow_none=True)

@@ -27,7 +27,7 @@ from torch.nn.modules.loss import _Loss
 from medloss.validation import (
     check_activation_args,
     check_binary,
-    check_bool,
+    check_bools,
     check_finite,
     check_number,
     check_range,
@@ -196,9 +196,7 @@ class _SampleSetLoss(_Loss):
     ) -> None:
         super().__init__(reduction=check_reduction(reduction))
         check_activation_args(sigmoid, softmax, other_act)
-        for name, flag in (("include_background", include_background), ("to_onehot_y", to_onehot_y),
-                           ("per_voxel", per_voxel)):
-            check_bool(name, flag)
+        check_bools(include_background=include_background, to_onehot_y=to_onehot_y, per_voxel=per_voxel)
         self.include_background = include_background
         self.to_onehot_y = to_onehot_y
         self.sigmoid = sigmoid

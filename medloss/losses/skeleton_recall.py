@@ -17,7 +17,7 @@ from torch.nn.modules.loss import _Loss
 from medloss.transforms.skeleton import skeletonize_label
 from medloss.validation import (
     check_activation_args,
-    check_bool,
+    check_bools,
     check_class_labels,
     check_finite,
     check_number,
@@ -102,9 +102,7 @@ class SkeletonRecallLoss(_Loss):
     ) -> None:
         super().__init__(reduction=check_reduction(reduction))
         check_activation_args(sigmoid, softmax, other_act)
-        for name, flag in (("include_background", include_background), ("to_onehot_y", to_onehot_y),
-                           ("batch", batch)):
-            check_bool(name, flag)
+        check_bools(include_background=include_background, to_onehot_y=to_onehot_y, batch=batch)
         if include_background:
             raise ValueError(
                 "SkeletonRecallLoss does not use the background channel (as the original Skeleton Recall code): "

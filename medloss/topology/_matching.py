@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from ._cells import border_flags, parent_voxel, sorted_cells, top_ranks
-from ._reduction import compressed_row_positions, reduce_columns
+from ._reduction import reduce_columns, row_positions
 from ._tasks import TaskGraph, run
 from ._union_find import binary_aligned, dim0_match, dim0_pairs, merging_faces, top_pairs
 
@@ -27,14 +27,6 @@ def to_voxels(rank, dim, cells, n1, n2):
     for i in range(cells.shape[0]):
         out[i] = parent_voxel(rank, dim, cells[i], n1, n2)
     return out
-
-
-@njit(cache=True, nogil=True)
-def _row_positions(edges, size):
-    pos = np.full(size, -1, np.int32)
-    for i in range(edges.shape[0]):
-        pos[edges[i]] = i
-    return pos
 
 
 @njit(cache=True, nogil=True)
@@ -176,7 +168,7 @@ def add_matching(g: TaskGraph, f: str, h: str, c: str, shape3, ndim, shortcuts=T
     h_birth_vox, h_death_vox, match_f, match_h) where ``match_f[i] <-> match_h[i]`` index the f/h pairs.
     ``shortcuts=False`` disables the binary-image shortcuts (:func:`binary_aligned`,
     :func:`image_equals_comparison`) and the pruning by dimension 0's merging edges (``skip`` of
-    :func:`top_pairs`, :func:`compressed_row_positions`); the result is the same, only slower (tests).
+    :func:`top_pairs`, ``merged`` of :func:`row_positions`); the result is the same, only slower (tests).
 
     Independent parts become separate tasks (cell sorts and union-finds per image, the dimension-0 matching, the
     top-dimension dual union-finds, in 3D the column reductions of f, h, c and the image reductions), so
@@ -197,7 +189,7 @@ def add_matching(g: TaskGraph, f: str, h: str, c: str, shape3, ndim, shortcuts=T
 
     # dimension 0: Kruskal per image, then the comparison image's with f- and h-aged twins. Each pass flags its
     # merging edges (task merged_<k>), with which later stages prune where ``shortcuts``: in 2D the dual pass
-    # skips them, in 3D their rows leave the column reductions (see top_pairs, compressed_row_positions)
+    # skips them, in 3D their rows leave the column reductions (see top_pairs, row_positions)
     def dim0_k(rn, e):
         merged = np.zeros(e[0].shape[0], np.bool_)
         return (*dim0_pairs(rn[0], e[0], e[1], n1, n2, merged), merged)
@@ -216,11 +208,10 @@ def add_matching(g: TaskGraph, f: str, h: str, c: str, shape3, ndim, shortcuts=T
     g.add("dim0_match", dim0, f, h, c, f"edges_{c}", f"dim0_{f}", f"dim0_{h}", cost=1.5)
     g.add("dim0", lambda m: m[0], "dim0_match", cost=0.0)
     g.add(f"merged_{c}", lambda m: m[1], "dim0_match", cost=0.0)
-    prune = shortcuts
 
     # top dimension: dual union-finds (f and h with c-aged twins, c itself); in 2D after dimension 0, whose
     # merging edges they skip
-    skip_from = (lambda k: (f"merged_{k}",)) if top == 2 and prune else (lambda k: ())
+    skip_from = (lambda k: (f"merged_{k}",)) if top == 2 and shortcuts else (lambda k: ())
     for k in (f, h):
         g.add(f"top_{k}", lambda nk, nc, fk, b, skip=None: top_pairs(nk, nc, fk[0], fk[1], top, b, n1, n2, clear, -1,
                                                                       skip),
@@ -245,11 +236,10 @@ def add_matching(g: TaskGraph, f: str, h: str, c: str, shape3, ndim, shortcuts=T
 
     # 3D middle dimension: plain reductions of f, h, c and the image reductions of f and h into c
     for k in (f, h, c):
-        if prune:
-            g.add(f"pos_{k}", lambda e, m: compressed_row_positions(e[0], m, size), f"edges_{k}", f"merged_{k}",
-                  cost=0.3)
+        if shortcuts:
+            g.add(f"pos_{k}", lambda e, m: row_positions(e[0], size, m), f"edges_{k}", f"merged_{k}", cost=0.3)
         else:
-            g.add(f"pos_{k}", lambda e: _row_positions(e[0], size), f"edges_{k}", cost=0.3)
+            g.add(f"pos_{k}", lambda e: row_positions(e[0], size), f"edges_{k}", cost=0.3)
         g.add(f"red_{k}", lambda rn, fk, tk, pos, e: reduce_columns(fk[0], tk[3], pos, e[0].shape[0], n1, n2,
                                                                     _switch_at(rn[1])),
               k, f"faces_{k}", f"top_{k}", f"pos_{k}", f"edges_{k}", cost=3.0)
@@ -322,7 +312,7 @@ def add_barcode(g: TaskGraph, image: str, shape3, ndim) -> str:
     parts = ["dim0", "top"]
     if top == 3:
         def middle(rn, e, fc, t, merged):
-            pos = compressed_row_positions(e[0], merged, size)
+            pos = row_positions(e[0], size, merged)
             piv = reduce_columns(fc[0], t[3], pos, e[0].shape[0], n1, n2, _switch_at(rn[1]))
             b, d, _ = _middle_pairs(e[0], e[1], fc[0], fc[1], piv, size)
             return _voxel_pairs(rn[0], 1, b, d, top, n1, n2)

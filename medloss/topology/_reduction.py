@@ -7,7 +7,7 @@ depends only on the column order, so clearing with ``c``'s dim-2 pairs stays val
 
 A column whose largest edge is still free is paired at once (emergent pair) and never stored: when a later
 column needs it, its boundary is regenerated from the packed id. Only columns that needed additions are cached.
-Rows of edges that merge components (dimension-0 deaths) may be dropped (:func:`compressed_row_positions`): a
+Rows of edges that merge components (dimension-0 deaths) may be dropped (``merged`` of :func:`row_positions`): a
 third of the entries go, pivots stay. Above a few MiB the boundary lookups of the columns ahead are prefetched.
 The working column is a binary max-heap with lazy Z/2 cancellation. A few columns get very long (death cells of
 long-lived loops chase their whole bounding surface; 1 % of the columns make 70-100 % of the additions). Such a
@@ -163,7 +163,7 @@ def reduce_columns(cols, cleared, row_pos, n_rows, n1, n2, switch_at=NEVER):
 
     Returns the pivot row position of every column (-1 for cleared or zero columns). ``switch_at``: heap size
     beyond which a column continues in the bit tree (see the module docstring). Edges whose ``row_pos`` is
-    negative are left out of the columns (see :func:`compressed_row_positions`).
+    negative are left out of the columns (see :func:`row_positions`).
     """
     ncol = cols.shape[0]
     # per row: -1 free; else what its owner column adds, in one read: >= 0 an unreduced (emergent) column, as
@@ -276,8 +276,9 @@ def _grow(a, need):
 
 
 @njit(cache=True, nogil=True)
-def compressed_row_positions(edges, merged, size):
-    """Row position of every edge id in the order ``edges``, -1 (row dropped) for ``merged`` edges.
+def row_positions(edges, size, merged=None):
+    """Row position of every edge id (``size`` ids) in the order ``edges``; with ``merged``, -1 (row dropped) for
+    the flagged edges.
 
     ``merged`` flags the edges that merge components in Kruskal's pass over the same order (the negative edges,
     see :func:`medloss.topology._union_find.dim0_pairs`). Dropping their rows changes no pivot of a reduction
@@ -290,6 +291,6 @@ def compressed_row_positions(edges, merged, size):
     """
     pos = np.full(size, -1, np.int32)
     for i in range(edges.shape[0]):
-        if not merged[i]:
+        if merged is None or not merged[i]:
             pos[edges[i]] = i
     return pos

@@ -89,11 +89,10 @@ def run(graphs: Sequence[TaskGraph], outputs: Sequence[str], num_threads: int = 
         if waiting[node] == 0:
             heapq.heappush(ready, (node[0], -level[node], seq[node], node))
     lock = threading.Condition()
-    state = {"left": len(order), "error": None, "running": 0}
+    state = {"left": len(order), "error": None}
 
     def finish(node, value, error) -> None:
         with lock:
-            state["running"] -= 1
             if error is not None:
                 if state["error"] is None:
                     state["error"] = error
@@ -120,7 +119,6 @@ def run(graphs: Sequence[TaskGraph], outputs: Sequence[str], num_threads: int = 
                     return
                 node = heapq.heappop(ready)[3]
                 args = [results[d] for d in deps[node]]
-                state["running"] += 1
             try:
                 value = fns[node](*args)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller

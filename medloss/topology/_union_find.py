@@ -12,7 +12,7 @@ From tables that outgrow the caches the rows of the cells processed a few steps 
 
 The dimension-0 passes can report which edges merge (``merged``); that classification is what the later stages
 prune with: in 3D the merging edges' rows are dropped from the column reductions
-(:func:`medloss.topology._reduction.compressed_row_positions`), in 2D the dual pass skips them (``skip`` of
+(:func:`medloss.topology._reduction.row_positions`), in 2D the dual pass skips them (``skip`` of
 :func:`top_pairs`).
 """
 

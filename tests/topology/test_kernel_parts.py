@@ -121,7 +121,7 @@ def test_binary_shortcuts_change_nothing(shape, seed, kw, swap):
 def test_bit_tree_columns_reduce_like_the_heap(seed):
     """Columns continued in the bit tree (``switch_at``) give the heap's pivots, also for real-valued rows."""
     from medloss.topology._cells import border_flags, top_ranks
-    from medloss.topology._matching import _row_positions
+    from medloss.topology._reduction import row_positions
     from medloss.topology._reduction import NEVER, reduce_columns
     from medloss.topology._union_find import top_pairs
 
@@ -133,7 +133,7 @@ def test_bit_tree_columns_reduce_like_the_heap(seed):
         faces = sorted_cells(r, u.size, 2, *shape)
         node = top_ranks(r, 3, *shape)
         cleared = top_pairs(node, node, faces[0], faces[1], 3, border_flags(*shape), shape[1], shape[2], True)[3]
-        pos = _row_positions(edges[0], 3 * pred.size)
+        pos = row_positions(edges[0], 3 * pred.size)
         ref = reduce_columns(faces[0], cleared, pos, edges[0].shape[0], shape[1], shape[2], NEVER)
         for switch_at in (0, 3):
             out = reduce_columns(faces[0], cleared, pos, edges[0].shape[0], shape[1], shape[2], switch_at)
@@ -184,8 +184,8 @@ def _kernel_inputs(pred, gt):
 def test_compressed_rows_give_the_same_pivots(shape, seed, kw, swap):
     """Rows of merging edges (dimension-0 deaths) never hold a pivot: dropping them changes no pivot of the plain
     reductions of f, h, c nor of the image reductions of f and h into c (rows in k's order, columns in c's)."""
-    from medloss.topology._matching import _image_pivots, _row_positions, _switch_at
-    from medloss.topology._reduction import compressed_row_positions, reduce_columns
+    from medloss.topology._matching import _image_pivots, _switch_at
+    from medloss.topology._reduction import reduce_columns, row_positions
 
     pred, gt = _pair(shape, seed, **kw)
     if swap:
@@ -196,8 +196,8 @@ def test_compressed_rows_give_the_same_pivots(shape, seed, kw, swap):
     # n - 1 merges: the grid is connected
     assert all(merged[k].sum() == pred.size - 1 for k in merged)
     for k in "fhc":
-        plain = _row_positions(edges[k][0], size)
-        comp = compressed_row_positions(edges[k][0], merged[k], size)
+        plain = row_positions(edges[k][0], size)
+        comp = row_positions(edges[k][0], size, merged[k])
         assert (comp >= 0).sum() == ne - pred.size + 1
         sw = _switch_at(rn[k][1])
         ref = reduce_columns(faces[k][0], top[k][3], plain, ne, n1, n2, sw)
@@ -212,18 +212,18 @@ def test_compressed_rows_give_the_same_pivots(shape, seed, kw, swap):
 def test_compressing_a_pivot_row_changes_the_pivots():
     """The precondition matters: dropping the row of an edge that is some column's pivot (a positive edge)
     changes the result, so the equality above is not vacuous."""
-    from medloss.topology._matching import _row_positions, _switch_at
-    from medloss.topology._reduction import compressed_row_positions, reduce_columns
+    from medloss.topology._matching import _switch_at
+    from medloss.topology._reduction import reduce_columns, row_positions
 
     shape = (12, 10, 11)
     pred, gt = _pair(shape, 2)
     rn, edges, faces, merged, top, _ = _kernel_inputs(pred, gt)
     size, ne = 3 * pred.size, edges["f"][0].shape[0]
-    plain = _row_positions(edges["f"][0], size)
+    plain = row_positions(edges["f"][0], size)
     ref = reduce_columns(faces["f"][0], top["f"][3], plain, ne, shape[1], shape[2], _switch_at(rn["f"][1]))
     wrong = merged["f"].copy()
     wrong[ref[ref >= 0][:5]] = True  # five pivot rows
-    comp = compressed_row_positions(edges["f"][0], wrong, size)
+    comp = row_positions(edges["f"][0], size, wrong)
     out = reduce_columns(faces["f"][0], top["f"][3], comp, ne, shape[1], shape[2], _switch_at(rn["f"][1]))
     assert not np.array_equal(out, ref)
 
